@@ -1,0 +1,242 @@
+//! The `client_assertion` the gateway signs (RFC 7523, Entra's certificate credential format).
+//!
+//! The RSA key is parsed once at load and the JWT header is encoded once; a signature per
+//! request is the only per-request cryptography.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{self, RsaKeyPair};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Serialize;
+
+use crate::identity;
+
+/// `client_assertion_type` for a JWT client assertion (RFC 7523 §2.2).
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Lifetime of an assertion: `exp` = now + 5 min (SPEC §6).
+pub const LIFETIME_SECS: u64 = 300;
+
+/// Signature algorithm of the assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, header `x5t` (SHA-1 thumbprint).
+    Rs256,
+    /// RSASSA-PSS with SHA-256, header `x5t#S256`.
+    Ps256,
+}
+
+impl Alg {
+    /// Parses `"RS256"` or `"PS256"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(Self::Rs256),
+            "PS256" => Some(Self::Ps256),
+            _ => None,
+        }
+    }
+
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Ps256 => "PS256",
+        }
+    }
+}
+
+/// Why a credential could not be turned into a signer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignerError {
+    /// The key is not an RSA key in PKCS#8 or PKCS#1.
+    #[error("the key is not an RSA private key (PKCS#8 or PKCS#1): {0}; Entra accepts RSA credentials only")]
+    NotRsa(String),
+    /// The key is shorter than 2048 bits.
+    #[error("the RSA key has {0} bits; at least 2048 are required")]
+    TooShort(usize),
+    /// The key does not belong to the certificate.
+    #[error("the private key does not match the certificate's public key")]
+    Mismatch,
+    /// The certificate could not be read.
+    #[error("the certificate cannot be read: {0}")]
+    BadCertificate(String),
+}
+
+/// Signs client assertions for one app-registration credential.
+pub struct Signer {
+    key: RsaKeyPair,
+    alg: Alg,
+    rng: SystemRandom,
+    /// base64url of the JSON header, ending with `.`.
+    header_b64: String,
+    /// The credential certificate, DER.
+    pub cert: CertificateDer<'static>,
+    /// `x5t` of the certificate.
+    pub x5t: String,
+    /// `x5t#S256` of the certificate.
+    pub x5t_s256: String,
+    /// Certificate notAfter, seconds since the epoch.
+    pub not_after: i64,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Signer")
+            .field("alg", &self.alg)
+            .field("x5t", &self.x5t)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    typ: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x5t: Option<&'a str>,
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    x5t_s256: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    aud: &'a str,
+    iss: &'a str,
+    sub: &'a str,
+    jti: &'a str,
+    nbf: u64,
+    iat: u64,
+    exp: u64,
+}
+
+impl Signer {
+    /// Builds a signer from a certificate and its private key; checks RSA, size and match.
+    pub fn new(
+        cert: CertificateDer<'static>,
+        key: &PrivateKeyDer<'_>,
+        alg: Alg,
+    ) -> Result<Self, SignerError> {
+        let key = match key {
+            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
+            _ => return Err(SignerError::NotRsa("SEC1 (EC) key".into())),
+        }
+        .map_err(|e| SignerError::NotRsa(e.to_string()))?;
+        let bits = key.public_modulus_len() * 8;
+        if bits < 2048 {
+            return Err(SignerError::TooShort(bits));
+        }
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
+        let cert_public_key = parsed.public_key().subject_public_key.data.as_ref();
+        let key_public: &[u8] = aws_lc_rs::signature::KeyPair::public_key(&key).as_ref();
+        if cert_public_key != key_public {
+            return Err(SignerError::Mismatch);
+        }
+        let not_after = parsed.validity().not_after.timestamp();
+        let x5t = identity::x5t(cert.as_ref());
+        let x5t_s256 = identity::x5t_s256(cert.as_ref());
+        let header = match alg {
+            Alg::Rs256 => Header {
+                alg: alg.as_str(),
+                typ: "JWT",
+                x5t: Some(&x5t),
+                x5t_s256: None,
+            },
+            Alg::Ps256 => Header {
+                alg: alg.as_str(),
+                typ: "JWT",
+                x5t: None,
+                x5t_s256: Some(&x5t_s256),
+            },
+        };
+        let header_json =
+            serde_json::to_vec(&header).map_err(|e| SignerError::NotRsa(e.to_string()))?;
+        let mut header_b64 = URL_SAFE_NO_PAD.encode(header_json);
+        header_b64.push('.');
+        Ok(Self {
+            key,
+            alg,
+            rng: SystemRandom::new(),
+            header_b64,
+            cert,
+            x5t,
+            x5t_s256,
+            not_after,
+        })
+    }
+
+    /// The signature algorithm.
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    /// Signs a fresh assertion for `client_id` with audience `aud`, issued now.
+    pub fn sign(
+        &self,
+        client_id: &str,
+        aud: &str,
+    ) -> Result<String, aws_lc_rs::error::Unspecified> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.sign_at(client_id, aud, now)
+    }
+
+    /// Signs an assertion issued at `now` (seconds since the epoch).
+    pub fn sign_at(
+        &self,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<String, aws_lc_rs::error::Unspecified> {
+        let jti = uuid_v4(&self.rng)?;
+        let claims = Claims {
+            aud,
+            iss: client_id,
+            sub: client_id,
+            jti: &jti,
+            nbf: now,
+            iat: now,
+            exp: now + LIFETIME_SECS,
+        };
+        let claims_json = serde_json::to_vec(&claims).map_err(|_| aws_lc_rs::error::Unspecified)?;
+        let mut jwt =
+            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 350);
+        jwt.push_str(&self.header_b64);
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut jwt);
+        let padding: &'static dyn signature::RsaEncoding = match self.alg {
+            Alg::Rs256 => &signature::RSA_PKCS1_SHA256,
+            Alg::Ps256 => &signature::RSA_PSS_SHA256,
+        };
+        let mut sig = vec![0u8; self.key.public_modulus_len()];
+        self.key
+            .sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
+        Ok(jwt)
+    }
+}
+
+/// A random (version 4) UUID, lower-case hyphenated.
+pub fn uuid_v4(rng: &dyn SecureRandom) -> Result<String, aws_lc_rs::error::Unspecified> {
+    let mut b = [0u8; 16];
+    rng.fill(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

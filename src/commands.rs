@@ -1,0 +1,364 @@
+//! The commands other than `serve`: `check`, `thumbprint`, `dev-pki`, `mock-idp`, `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{self, Config, UpstreamKind};
+use crate::identity::{self, ClientIdentity};
+use crate::registry::{AuthMethod, Selector};
+
+/// `check`: validates everything and prints a summary; `Err` holds every problem.
+pub fn check(path: &Path) -> Result<String, String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    Ok(summary(&config))
+}
+
+/// The summary table `check` prints.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{}: OK\nlisten {}  public_url {}  admin {}\n",
+        config.source.display(),
+        config.server.listen,
+        config.server.public_url,
+        config
+            .admin
+            .as_ref()
+            .map(|a| a.listen.to_string())
+            .unwrap_or_else(|| "-".into())
+    ));
+    for (name, u) in &config.upstreams {
+        let what = match &u.kind {
+            UpstreamKind::Entra { authority, tenant } => format!("entra {authority}/{tenant}"),
+            UpstreamKind::Generic { token_endpoint, .. } => format!("generic {token_endpoint}"),
+            UpstreamKind::Embedded { listen, tenant } => {
+                format!("embedded https://{listen}/{tenant}")
+            }
+        };
+        out.push_str(&format!(
+            "upstream {name}: {what} (timeout {:?})\n",
+            u.timeout
+        ));
+    }
+    for (name, c) in &config.credentials {
+        out.push_str(&format!(
+            "credential {name}: {} x5t={} expires {}\n",
+            c.alg().as_str(),
+            c.x5t,
+            crate::idp::timestamp(c.not_after)
+        ));
+    }
+    let mut rows: Vec<[String; 5]> = vec![[
+        "CLIENT_ID".into(),
+        "METHOD".into(),
+        "MATCH".into(),
+        "UPSTREAM".into(),
+        "GRANT_TYPES".into(),
+    ]];
+    let mut regs: Vec<_> = config.registry.iter().collect();
+    regs.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    for r in regs {
+        let what = match &r.method {
+            AuthMethod::Pki { selector, pin } => {
+                let s = match selector {
+                    Selector::SubjectDn(_) => "subject_dn".to_string(),
+                    Selector::SanDns(v) => format!("san_dns={v}"),
+                    Selector::SanUri(v) => format!("san_uri={v}"),
+                    Selector::SanIp(v) => format!("san_ip={v}"),
+                    Selector::SanEmail(v) => format!("san_email={v}"),
+                };
+                if pin.is_some() {
+                    format!("{s} (CA pinned)")
+                } else {
+                    s
+                }
+            }
+            AuthMethod::SelfSigned { thumbprints } => format!("{} cert(s)", thumbprints.len()),
+        };
+        let mut grants: Vec<&str> = r.grant_types.iter().map(String::as_str).collect();
+        grants.sort();
+        rows.push([
+            r.client_id.clone(),
+            r.method.name().into(),
+            what,
+            r.upstream.clone(),
+            grants.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for w in &config.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+/// `thumbprint FILE`: what Entra and RFC 8705 call this certificate.
+pub fn thumbprint(file: &Path, password_env: Option<&str>) -> Result<String, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let certs: Vec<CertificateDer<'static>> = if is_pkcs12(file, &bytes) {
+        let password = match password_env {
+            Some(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+            None => String::new(),
+        };
+        let (cert, _) = config::read_pkcs12(&bytes, &password)?;
+        vec![cert]
+    } else {
+        config::parse_certs(&bytes)?
+    };
+    let mut out = String::new();
+    for (i, der) in certs.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let id = ClientIdentity::from_der(der.clone()).map_err(|e| e.to_string())?;
+        out.push_str(&describe(&id));
+    }
+    Ok(out)
+}
+
+fn is_pkcs12(file: &Path, bytes: &[u8]) -> bool {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    (ext == "pfx" || ext == "p12") && !bytes.starts_with(b"-----")
+}
+
+fn describe(id: &ClientIdentity) -> String {
+    let mut sans = Vec::new();
+    sans.extend(id.sans.dns.iter().map(|d| format!("DNS:{d}")));
+    sans.extend(id.sans.ip.iter().map(|i| format!("IP:{i}")));
+    sans.extend(id.sans.uri.iter().map(|u| format!("URI:{u}")));
+    sans.extend(id.sans.email.iter().map(|e| format!("email:{e}")));
+    let der = id.der.as_ref();
+    format!(
+        "subject:    {}\nissuer:     {}\nSANs:       {}\nnot before: {}\nnot after:  {}\nSHA-1:      {}\nx5t:        {}\nx5t#S256:   {}\n",
+        id.subject_display,
+        id.issuer_display,
+        if sans.is_empty() { "-".to_string() } else { sans.join(", ") },
+        crate::idp::timestamp(id.not_before),
+        crate::idp::timestamp(id.not_after),
+        identity::hex_upper(&identity::sha1(der)),
+        identity::x5t(der),
+        id.x5t_s256,
+    )
+}
+
+/// `dev-pki --out DIR`: writes the files and describes each certificate.
+pub fn dev_pki(out: &Path) -> Result<String, String> {
+    let written = crate::pki::write_dev_pki(out)?;
+    let mut text = format!(
+        "wrote a development PKI to {} (never use it in production):\n",
+        out.display()
+    );
+    for p in &written {
+        text.push_str(&format!("  {}\n", p.display()));
+    }
+    for p in written
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with("-key.pem"))
+    {
+        text.push_str(&format!("\n{}\n{}", p.display(), thumbprint(p, None)?));
+    }
+    Ok(text)
+}
+
+/// `mock-idp`: runs the embedded identity provider alone until Ctrl-C.
+pub async fn mock_idp(
+    listen: SocketAddr,
+    tenant: &str,
+    clients: &[(String, PathBuf)],
+    tls: Option<(PathBuf, PathBuf)>,
+    ca_out: Option<&Path>,
+) -> Result<(), String> {
+    let mut registrations = Vec::new();
+    for (client_id, cert) in clients {
+        let bytes = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        for c in config::parse_certs(&bytes)? {
+            registrations.push((client_id.clone(), c));
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = match tls {
+        Some((cert, key)) => {
+            let (chain, key) = crate::client::load_identity(&cert, &key)?;
+            crate::idp::server_config(chain, key)?
+        }
+        None => {
+            let (ca, tls) = crate::idp::ephemeral_tls(bound)?;
+            let pem = pem_of(&ca);
+            match ca_out {
+                Some(p) => {
+                    std::fs::write(p, &pem).map_err(|e| format!("{}: {e}", p.display()))?;
+                    println!("its TLS CA certificate was written to {}", p.display());
+                }
+                None => println!("its TLS CA certificate (trust it as the upstream's ca):\n{pem}"),
+            }
+            tls
+        }
+    };
+    let authority = crate::listener::authority_of(bound);
+    let idp = crate::idp::Idp::new(tenant, &authority, registrations)?;
+    println!("embedded identity provider for tenant {tenant}");
+    println!("  token endpoint: {}", idp.token_endpoint());
+    println!("  metadata:       {authority}/{tenant}/v2.0/.well-known/openid-configuration");
+    println!("  keys:           {authority}/{tenant}/discovery/v2.0/keys");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::idp::serve(listener, tls, Arc::new(idp), stop_rx));
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = stop.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    let b64 = STANDARD.encode(der.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// Decodes the header and claims of a JWT for display (the signature is not shown).
+pub fn decode_jwt(jwt: &str) -> Option<(serde_json::Value, serde_json::Value)> {
+    let mut parts = jwt.split('.');
+    let header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+    let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
+    Some((header, claims))
+}
+
+/// The config `demo` writes next to its dev PKI.
+pub fn demo_config(client_id: &str, selfsigned_id: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+public_url = "https://localhost"
+cert = "pki/server.pem"
+key = "pki/server-key.pem"
+client_ca = ["pki/ca.pem"]
+
+[upstreams.dev]
+type = "embedded"
+listen = "127.0.0.1:0"
+
+[credentials.dev]
+cert = "pki/signing.pem"
+key = "pki/signing-key.pem"
+
+[[clients]]
+client_id = "{client_id}"
+upstream = "dev"
+credential = "dev"
+token_endpoint_auth_method = "tls_client_auth"
+tls_client_auth_subject_dn = "{subject}"
+
+[[clients]]
+client_id = "{selfsigned_id}"
+upstream = "dev"
+credential = "dev"
+token_endpoint_auth_method = "self_signed_tls_client_auth"
+self_signed_certs = ["pki/client-selfsigned.pem"]
+"#,
+        subject = crate::pki::CLIENT_SUBJECT
+    )
+}
+
+/// `demo`: dev PKI, embedded IdP, gateway, one real mTLS token request, in a temp dir.
+pub async fn demo() -> Result<String, String> {
+    let dir = std::env::temp_dir().join(format!("mtls-gateway-demo-{}", std::process::id()));
+    let result = demo_in(&dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn demo_in(dir: &Path) -> Result<String, String> {
+    const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+    const SELF_SIGNED_ID: &str = "11111111-2222-3333-4444-666666666666";
+    let step = |n: u32, text: &str| println!("[{n}] {text}");
+    step(
+        1,
+        &format!("writing a development PKI to {}", dir.join("pki").display()),
+    );
+    crate::pki::write_dev_pki(&dir.join("pki"))?;
+    let config_path = dir.join("gateway.toml");
+    std::fs::write(&config_path, demo_config(CLIENT_ID, SELF_SIGNED_ID))
+        .map_err(|e| e.to_string())?;
+    let config = config::load(&config_path).map_err(|e| e.to_string())?;
+    let signer = config
+        .credentials
+        .get("dev")
+        .cloned()
+        .ok_or("the demo config has no credential")?;
+    step(2, "starting the embedded identity provider and the gateway");
+    let running = crate::listener::start(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let idp = running
+        .idp_addrs
+        .get("dev")
+        .copied()
+        .ok_or("no embedded IdP")?;
+    println!("    gateway (mTLS):            https://{}", running.addr);
+    println!(
+        "    identity provider (HTTPS): {}/dev",
+        crate::listener::authority_of(idp)
+    );
+    let result = async {
+        let ca = config::parse_certs(&std::fs::read(dir.join("pki/ca.pem")).map_err(|e| e.to_string())?)?;
+        let identity = crate::client::load_identity(&dir.join("pki/client.pem"), &dir.join("pki/client-key.pem"))?;
+        let client_cert = ClientIdentity::from_der(identity.0[0].clone()).map_err(|e| e.to_string())?;
+        step(3, "the legacy client connects with its certificate and sends only its client_id");
+        println!("    certificate subject: {}", client_cert.subject_display);
+        println!("    certificate x5t#S256: {}", client_cert.x5t_s256);
+        let client = crate::client::MtlsClient::new(&ca, Some(identity), false)?;
+        let url = format!("https://localhost:{}/token", running.addr.port());
+        let form = format!("grant_type=client_credentials&client_id={CLIENT_ID}&scope=api%3A%2F%2Fdemo%2F.default");
+        println!("    POST {url}\n    {form}");
+        step(4, "the gateway verifies the chain to the client CA, matches the subject DN to the registration, and signs a client_assertion like this one:");
+        let aud = format!("{}/dev/oauth2/v2.0/token", crate::listener::authority_of(idp));
+        let example = signer.sign(CLIENT_ID, &aud).map_err(|_| "signing failed")?;
+        if let Some((h, c)) = decode_jwt(&example) {
+            println!("    header: {h}\n    claims: {c}");
+        }
+        let answer = client.post_form(&url, &form).await?;
+        step(5, &format!("the identity provider checked the assertion and answered {}", answer.status));
+        let body = answer.json();
+        if !answer.status.is_success() {
+            return Err(format!("the token request failed: {} {}", answer.status, String::from_utf8_lossy(&answer.body)));
+        }
+        let token = body.get("access_token").and_then(|t| t.as_str()).ok_or("no access_token in the answer")?;
+        let (h, c) = decode_jwt(token).ok_or("the access token is not a JWT")?;
+        println!("    token_type={} expires_in={}", body["token_type"], body["expires_in"]);
+        println!("    access token header: {h}\n    access token claims: {c}");
+        Ok::<String, String>("demo succeeded: a client that only did mTLS received an access token".to_string())
+    }
+    .await;
+    running.shutdown().await;
+    result
+}

@@ -1,0 +1,528 @@
+//! The embedded Entra-compatible identity provider: Entra's v2.0 layout, strict the way Entra
+//! is, reached over real HTTPS. Used by the shipped `gateway.toml`, `demo` and the tests.
+
+pub mod validate;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::assertion::{uuid_v4, ASSERTION_TYPE};
+use crate::identity;
+use validate::{verify_assertion, AadError, RegisteredKey, ReplayCache};
+
+/// Lifetime of issued access tokens.
+pub const TOKEN_LIFETIME_SECS: i64 = 3599;
+
+/// The provider's state.
+pub struct Idp {
+    tenant: String,
+    authority: String,
+    clients: HashMap<String, Vec<RegisteredKey>>,
+    signing_key: RsaKeyPair,
+    kid: String,
+    rng: SystemRandom,
+    replay: Mutex<ReplayCache>,
+}
+
+impl std::fmt::Debug for Idp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idp")
+            .field("tenant", &self.tenant)
+            .field("authority", &self.authority)
+            .field("clients", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Idp {
+    /// A provider for `tenant` at `authority` (e.g. `https://127.0.0.1:9443`) that trusts each
+    /// (client_id, credential certificate) pair.
+    pub fn new(
+        tenant: &str,
+        authority: &str,
+        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+    ) -> Result<Self, String> {
+        let mut clients: HashMap<String, Vec<RegisteredKey>> = HashMap::new();
+        for (client_id, cert) in registrations {
+            let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+                .map_err(|e| format!("credential certificate of {client_id}: {e}"))?;
+            clients.entry(client_id).or_default().push(RegisteredKey {
+                x5t: identity::x5t(cert.as_ref()),
+                x5t_s256: identity::x5t_s256(cert.as_ref()),
+                rsa_public_key: parsed.public_key().subject_public_key.data.to_vec(),
+            });
+        }
+        let signing_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| "generating the token signing key failed".to_string())?;
+        let rng = SystemRandom::new();
+        let kid = identity::x5t_s256(signing_key.public_key().as_ref())[..16].to_string();
+        Ok(Self {
+            tenant: tenant.to_string(),
+            authority: authority.trim_end_matches('/').to_string(),
+            clients,
+            signing_key,
+            kid,
+            rng,
+            replay: Mutex::new(ReplayCache::default()),
+        })
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant)
+    }
+
+    /// The issuer of access tokens.
+    pub fn issuer(&self) -> String {
+        format!("{}/{}/v2.0", self.authority, self.tenant)
+    }
+
+    /// The JWKS with the access-token signing key.
+    pub fn jwks(&self) -> Value {
+        let public = self.signing_key.public_key();
+        json!({"keys": [{
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        }]})
+    }
+
+    /// The OpenID discovery document, shaped like Entra's v2.0 one.
+    pub fn discovery(&self) -> Value {
+        let a = &self.authority;
+        let t = &self.tenant;
+        json!({
+            "issuer": self.issuer(),
+            "token_endpoint": self.token_endpoint(),
+            "authorization_endpoint": format!("{a}/{t}/oauth2/v2.0/authorize"),
+            "jwks_uri": format!("{a}/{t}/discovery/v2.0/keys"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "embedded.mtls-gateway.invalid",
+        })
+    }
+
+    /// Handles a token request on `/{path_tenant}/oauth2/{v2.0/}token`.
+    pub fn token(&self, path_tenant: &str, v1: bool, body: &[u8]) -> (StatusCode, Value) {
+        match self.issue(path_tenant, v1, body) {
+            Ok(v) => (StatusCode::OK, v),
+            Err(e) => (e.status, self.error_body(&e)),
+        }
+    }
+
+    fn error_body(&self, e: &AadError) -> Value {
+        let trace = uuid_v4(&self.rng).unwrap_or_default();
+        let corr = uuid_v4(&self.rng).unwrap_or_default();
+        let ts = timestamp(now());
+        json!({
+            "error": e.error,
+            "error_description": format!(
+                "AADSTS{}: {}\r\nTrace ID: {trace}\r\nCorrelation ID: {corr}\r\nTimestamp: {ts}",
+                e.code, e.message
+            ),
+            "error_codes": [e.code],
+            "timestamp": ts,
+            "trace_id": trace,
+            "correlation_id": corr,
+            "error_uri": format!("{}/error?code={}", self.authority, e.code),
+        })
+    }
+
+    fn issue(&self, path_tenant: &str, v1: bool, body: &[u8]) -> Result<Value, AadError> {
+        let bad =
+            |code, msg: &str| AadError::new(StatusCode::BAD_REQUEST, "invalid_request", code, msg);
+        if !path_tenant.eq_ignore_ascii_case(&self.tenant) {
+            return Err(bad(
+                90002,
+                "Tenant not found. Check to make sure you have the correct tenant ID.",
+            ));
+        }
+        let form = crate::token::parse_form(body).map_err(|e| {
+            bad(
+                900144,
+                &format!("The request body is not a valid form: {}", e.description),
+            )
+        })?;
+        let missing = |p: &str| {
+            bad(
+                900144,
+                &format!("The request body must contain the following parameter: '{p}'."),
+            )
+        };
+        let grant_type = form
+            .get("grant_type")
+            .ok_or_else(|| missing("grant_type"))?;
+        let client_id = form.get("client_id").ok_or_else(|| missing("client_id"))?;
+        if form.get("client_secret").is_some() {
+            return Err(AadError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            ));
+        }
+        let Some(assertion) = form.get("client_assertion") else {
+            return Err(AadError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            ));
+        };
+        if form.get("client_assertion_type") != Some(ASSERTION_TYPE) {
+            return Err(bad(
+                50027,
+                "JWT token is invalid or malformed. [Reason - client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer]",
+            ));
+        }
+        let Some(keys) = self.clients.get(client_id) else {
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+                    client_id.chars().take(64).collect::<String>(),
+                    self.tenant
+                ),
+            ));
+        };
+        let audience = if v1 {
+            format!("{}/{}/oauth2/token", self.authority, self.tenant)
+        } else {
+            self.token_endpoint()
+        };
+        let t = now();
+        let verified = verify_assertion(assertion, client_id, &audience, keys, t)?;
+        let fresh = self
+            .replay
+            .lock()
+            .map(|mut r| r.first_use(&verified.jti, verified.exp, t))
+            .unwrap_or(false);
+        if !fresh {
+            return Err(bad(
+                50027,
+                "JWT token is invalid or malformed. [Reason - The jti of this client assertion has been used before.]",
+            ));
+        }
+        if grant_type != "client_credentials" {
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                "The app requested an unsupported grant type. The embedded identity provider supports client_credentials only.",
+            ));
+        }
+        let resource = if v1 {
+            form.get("resource")
+                .ok_or_else(|| missing("resource"))?
+                .to_string()
+        } else {
+            let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
+            let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+            match scopes.as_slice() {
+                [one] if one.ends_with("/.default") && one.len() > "/.default".len() => {
+                    one.trim_end_matches("/.default").to_string()
+                }
+                _ => {
+                    return Err(AadError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        1002012,
+                        "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                    ))
+                }
+            }
+        };
+        let token = self.access_token(client_id, &resource, t).map_err(|_| {
+            AadError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                90033,
+                "A transient error has occurred. Please try again.",
+            )
+        })?;
+        Ok(json!({
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME_SECS,
+            "ext_expires_in": TOKEN_LIFETIME_SECS,
+            "access_token": token,
+        }))
+    }
+
+    fn access_token(
+        &self,
+        client_id: &str,
+        resource: &str,
+        now: i64,
+    ) -> Result<String, aws_lc_rs::error::Unspecified> {
+        let header = json!({"typ": "JWT", "alg": "RS256", "kid": self.kid});
+        let claims = json!({
+            "aud": resource,
+            "iss": self.issuer(),
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME_SECS,
+            "appid": client_id,
+            "azp": client_id,
+            "sub": client_id,
+            "oid": client_id,
+            "tid": self.tenant,
+            "idtyp": "app",
+            "ver": "2.0",
+            "uti": uuid_v4(&self.rng)?,
+        });
+        let mut jwt = URL_SAFE_NO_PAD.encode(header.to_string());
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims.to_string(), &mut jwt);
+        let mut sig = vec![0u8; self.signing_key.public_modulus_len()];
+        self.signing_key.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &self.rng,
+            jwt.as_bytes(),
+            &mut sig,
+        )?;
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
+        Ok(jwt)
+    }
+
+    /// Serves one HTTP request.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let json_response = |status: StatusCode, body: Value| {
+            Response::builder()
+                .status(status)
+                .header(CONTENT_TYPE, "application/json; charset=utf-8")
+                .header(CACHE_CONTROL, "no-store, no-cache")
+                .header(PRAGMA, "no-cache")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        };
+        match segments.as_slice() {
+            [tenant, "oauth2", "v2.0", "token"] | [tenant, "oauth2", "token"] => {
+                let v1 = segments.len() == 3;
+                let tenant = tenant.to_string();
+                if req.method() != Method::POST {
+                    let e = AadError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "invalid_request",
+                        900561,
+                        "The endpoint only accepts POST requests.",
+                    );
+                    return json_response(e.status, self.error_body(&e));
+                }
+                let form_type = req
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| {
+                        v.to_ascii_lowercase()
+                            .starts_with("application/x-www-form-urlencoded")
+                    });
+                if !form_type {
+                    let e = AadError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        900144,
+                        "The request body must contain the following parameter: 'grant_type'.",
+                    );
+                    return json_response(e.status, self.error_body(&e));
+                }
+                let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(_) => {
+                        let e = AadError::new(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request",
+                            900144,
+                            "The request body could not be read.",
+                        );
+                        return json_response(e.status, self.error_body(&e));
+                    }
+                };
+                let (status, body) = self.token(&tenant, v1, &body);
+                json_response(status, body)
+            }
+            [tenant, "v2.0", ".well-known", "openid-configuration"]
+                if tenant.eq_ignore_ascii_case(&self.tenant) =>
+            {
+                json_response(StatusCode::OK, self.discovery())
+            }
+            [tenant, "discovery", "v2.0", "keys"] if tenant.eq_ignore_ascii_case(&self.tenant) => {
+                json_response(StatusCode::OK, self.jwks())
+            }
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "error_description": "no such endpoint"}),
+            ),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ`, as Entra writes `timestamp`.
+pub fn timestamp(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// A fresh in-memory TLS identity for the provider: a throwaway CA and a leaf for `addr`
+/// (plus localhost, 127.0.0.1 and ::1). Returns the CA to trust and the server config.
+pub fn ephemeral_tls(
+    addr: SocketAddr,
+) -> Result<(CertificateDer<'static>, Arc<rustls::ServerConfig>), String> {
+    let ca = crate::pki::Ca::new("mtls-gateway embedded IdP CA").map_err(|e| e.to_string())?;
+    let ip = addr.ip().to_string();
+    let mut hosts = vec!["localhost", "127.0.0.1", "::1"];
+    if !addr.ip().is_unspecified() {
+        hosts.push(&ip);
+    }
+    let params = crate::pki::server_params("mtls-gateway embedded IdP", &hosts)
+        .map_err(|e| e.to_string())?;
+    let leaf = ca.issue(&params).map_err(|e| e.to_string())?;
+    let ca_der = crate::config::parse_certs(ca.pem.cert.as_bytes())?
+        .into_iter()
+        .next()
+        .ok_or("no CA certificate")?;
+    let chain = crate::config::parse_certs(leaf.cert.as_bytes())?;
+    let key = {
+        use rustls_pki_types::pem::PemObject as _;
+        PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).map_err(|e| e.to_string())?
+    };
+    Ok((ca_der, server_config(chain, key)?))
+}
+
+/// A plain server-auth TLS config for the provider.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the provider on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    idp: Arc<Idp>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "embedded IdP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let acceptor = acceptor.clone();
+        let idp = idp.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let idp = idp.clone();
+                async move { Ok::<_, Infallible>(idp.handle(req).await) }
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00Z");
+        assert_eq!(timestamp(951_782_400), "2000-02-29 00:00:00Z");
+        assert_eq!(timestamp(1_795_000_000), "2026-11-18 11:06:40Z");
+    }
+}

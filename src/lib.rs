@@ -1,0 +1,33 @@
+//! mtls-gateway: RFC 8705 mutual-TLS client authentication in front of identity providers
+//! that only accept `private_key_jwt` (Microsoft Entra ID first).
+//!
+//! One token request, file by file:
+//! 1. [`listener`] accepts a TCP connection and completes the TLS handshake ([`tls`]): the
+//!    client proves it holds its certificate's key.
+//! 2. [`tls::verifier`] verifies the chain once per connection; [`identity`] reads the leaf.
+//! 3. [`service`] routes the request; [`token`] runs the ordered checks of SPEC §4.
+//! 4. [`registry`] binds the certificate to the client_id (RFC 8705 §2, [`dn`] for DNs).
+//! 5. [`assertion`] signs a `client_assertion` with the app registration's credential.
+//! 6. [`upstream`] forwards the form to the identity provider and returns its answer unchanged.
+//!
+//! [`idp`] is the embedded Entra-compatible identity provider used by `demo` and the tests.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod assertion;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod dn;
+pub mod error;
+pub mod identity;
+pub mod idp;
+pub mod listener;
+pub mod metadata;
+pub mod pki;
+pub mod registry;
+pub mod service;
+pub mod tls;
+pub mod token;
+pub mod upstream;

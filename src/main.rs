@@ -1,0 +1,202 @@
+//! `mtls-gateway`: clap → tracing → config → run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mtls_gateway::{commands, config, listener};
+
+#[derive(Parser)]
+#[command(
+    name = "mtls-gateway",
+    version,
+    about = "RFC 8705 mutual-TLS client authentication in front of Entra ID and other identity providers"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. "info", "debug", "mtls_gateway=debug").
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(
+            short,
+            long,
+            env = "MTLS_GATEWAY_CONFIG",
+            default_value = "gateway.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Validate the configuration and print a summary of clients.
+    Check {
+        /// Configuration file.
+        #[arg(
+            short,
+            long,
+            env = "MTLS_GATEWAY_CONFIG",
+            default_value = "gateway.toml"
+        )]
+        config: PathBuf,
+    },
+    /// Print a certificate's subject, SANs, validity, SHA-1 thumbprint, x5t and x5t#S256.
+    Thumbprint {
+        /// PEM or DER certificate, or PKCS#12 (.pfx/.p12).
+        file: PathBuf,
+        /// Environment variable holding the PKCS#12 password.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// Write a development PKI (CA, server, clients, signing credential).
+    DevPki {
+        /// Output folder.
+        #[arg(long, default_value = "dev-pki")]
+        out: PathBuf,
+    },
+    /// Run the embedded Entra-compatible identity provider on its own.
+    MockIdp {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        listen: SocketAddr,
+        /// Tenant name.
+        #[arg(long, default_value = "dev")]
+        tenant: String,
+        /// Register a credential certificate for a client: CLIENT_ID=CERT.pem (repeatable).
+        #[arg(long = "client", value_parser = parse_client)]
+        clients: Vec<(String, PathBuf)>,
+        /// TLS certificate to serve (default: a fresh in-memory one).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS key to serve.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Where to write the CA of the in-memory TLS certificate.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+    },
+    /// Run everything in a temp folder and fetch one token over mTLS.
+    Demo,
+}
+
+fn parse_client(s: &str) -> Result<(String, PathBuf), String> {
+    let (id, path) = s.split_once('=').ok_or("expected CLIENT_ID=CERT.pem")?;
+    Ok((id.to_string(), PathBuf::from(path)))
+}
+
+fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| format!("--log-level {level}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Check { config } => commands::check(&config).map(|s| print!("{s}")),
+        Command::Thumbprint { file, password_env } => {
+            commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))
+        }
+        Command::DevPki { out } => commands::dev_pki(&out).map(|s| print!("{s}")),
+        Command::MockIdp {
+            listen,
+            tenant,
+            clients,
+            tls_cert,
+            tls_key,
+            ca_out,
+        } => runtime.block_on(commands::mock_idp(
+            listen,
+            &tenant,
+            &clients,
+            tls_cert.zip(tls_key),
+            ca_out.as_deref(),
+        )),
+        Command::Demo => runtime.block_on(commands::demo()).map(|s| println!("{s}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.trim_end());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(path: PathBuf) -> Result<(), String> {
+    if let Some(dir) = config::dev_pki_dir(&path) {
+        if !dir.exists() {
+            let written = mtls_gateway::pki::write_dev_pki(&dir)?;
+            tracing::warn!(dir = %dir.display(), files = written.len(), "created the development PKI named by [dev]");
+        }
+    }
+    let config = config::load(&path).map_err(|e| e.to_string())?;
+    if config.dev_pki.is_some() {
+        tracing::warn!(
+            "[dev] is set: this configuration uses a development PKI; never use it in production"
+        );
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let running = listener::start(config).await.map_err(|e| e.to_string())?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,105 @@
+//! The discovery endpoints: the upstream's document with this gateway's mTLS token endpoint.
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::Response;
+use http_body_util::Full;
+use serde_json::Value;
+
+use crate::config::UpstreamKind;
+use crate::error::{ErrorKind, GatewayError};
+use crate::service::{error_response, Gateway};
+use crate::upstream::Upstream;
+
+/// Serves `/{tenant}/v2.0/.well-known/openid-configuration` (`tenant` set) or the two
+/// root well-known paths (only when exactly one upstream is configured).
+pub async fn handle(gw: &Gateway, tenant: Option<&str>) -> Response<Full<Bytes>> {
+    let not_found = || {
+        error_response(
+            &GatewayError::new(
+                ErrorKind::NotFound,
+                "no identity provider metadata at this path",
+            ),
+            "",
+        )
+    };
+    let upstream = match tenant {
+        Some(t) => gw.upstreams.values().find(|u| {
+            u.spec
+                .kind
+                .tenant()
+                .is_some_and(|ut| ut.eq_ignore_ascii_case(t))
+        }),
+        None if gw.upstreams.len() == 1 => gw.upstreams.values().next(),
+        None => None,
+    };
+    let Some(upstream) = upstream else {
+        return not_found();
+    };
+    match document(gw, upstream).await {
+        Ok(body) => Response::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.spec.name, error = %e, "metadata unavailable");
+            error_response(&e, "GET")
+        }
+    }
+}
+
+async fn document(gw: &Gateway, upstream: &Upstream) -> Result<Bytes, GatewayError> {
+    let raw = upstream.metadata().await.map_err(|f| {
+        let kind = match f {
+            crate::upstream::UpstreamFailure::Timeout(_) => ErrorKind::UpstreamTimeout,
+            crate::upstream::UpstreamFailure::Unavailable(_) => ErrorKind::UpstreamUnavailable,
+        };
+        GatewayError::new(kind, "the identity provider's metadata cannot be fetched")
+            .with_reason(f.to_string())
+    })?;
+    let mut doc: Value = serde_json::from_slice(&raw).map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the identity provider's metadata is not JSON",
+        )
+        .with_reason(e.to_string())
+    })?;
+    let Some(object) = doc.as_object_mut() else {
+        return Err(GatewayError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the identity provider's metadata is not a JSON object",
+        ));
+    };
+    let public = &gw.config.server.public_url;
+    let token_endpoint = match &upstream.spec.kind {
+        UpstreamKind::Entra { tenant, .. } | UpstreamKind::Embedded { tenant, .. } => {
+            format!("{public}/{tenant}/oauth2/v2.0/token")
+        }
+        UpstreamKind::Generic { .. } => format!("{public}/token"),
+    };
+    let aliases = object
+        .entry("mtls_endpoint_aliases")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !aliases.is_object() {
+        *aliases = Value::Object(Default::default());
+    }
+    if let Some(a) = aliases.as_object_mut() {
+        a.insert("token_endpoint".into(), Value::String(token_endpoint));
+    }
+    let methods = object
+        .entry("token_endpoint_auth_methods_supported")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !methods.is_array() {
+        *methods = Value::Array(Vec::new());
+    }
+    if let Some(list) = methods.as_array_mut() {
+        for m in ["tls_client_auth", "self_signed_tls_client_auth"] {
+            if !list.iter().any(|v| v == m) {
+                list.push(Value::String(m.into()));
+            }
+        }
+    }
+    serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| {
+        GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(e.to_string())
+    })
+}

@@ -1,0 +1,224 @@
+//! Request routing for the main listener: request ids, the route table of SPEC §4, error
+//! rendering, and the audit event.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Body;
+
+use crate::config::Config;
+use crate::error::{ErrorKind, GatewayError, Origin};
+use crate::identity::IdentityError;
+use crate::tls::verifier::PeerCertificate;
+use crate::token::{self, Audit};
+use crate::upstream::{TokenRoute, Upstream};
+
+/// Header carrying the request id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// What one configuration generation serves with.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Live upstreams by name.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+}
+
+/// What the connection knows about its peer.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer_addr: SocketAddr,
+    /// The handshake certificate: `None` when the client sent none.
+    pub peer_cert: Option<Result<Arc<PeerCertificate>, IdentityError>>,
+}
+
+enum Route<'a> {
+    Token(TokenRoute, Option<&'a str>),
+    Metadata(Option<&'a str>),
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/token" => return Route::Token(TokenRoute::Default, None),
+        "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
+            return Route::Metadata(None)
+        }
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Route::NotFound;
+    };
+    let Some((tenant, tail)) = rest.split_once('/') else {
+        return Route::NotFound;
+    };
+    if tenant.is_empty() {
+        return Route::NotFound;
+    }
+    match tail {
+        "oauth2/v2.0/token" => Route::Token(TokenRoute::V2, Some(tenant)),
+        "oauth2/token" => Route::Token(TokenRoute::V1, Some(tenant)),
+        "v2.0/.well-known/openid-configuration" => Route::Metadata(Some(tenant)),
+        _ => Route::NotFound,
+    }
+}
+
+/// The request id to use: the incoming one when it is a short token, else a fresh one.
+pub fn request_id<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(fresh_id)
+}
+
+fn fresh_id() -> String {
+    let mut b = [0u8; 16];
+    // An id that fails to be random is still an id.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Renders a gateway error as RFC 6749 §5.2 JSON.
+pub fn error_response(err: &GatewayError, allow: &'static str) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .status(err.kind.status())
+        .header(CONTENT_TYPE, "application/json");
+    if err.kind == ErrorKind::MethodNotAllowed {
+        builder = builder.header(http::header::ALLOW, allow);
+    }
+    if err.kind == ErrorKind::PayloadTooLarge {
+        builder = builder.header(http::header::CONNECTION, "close");
+    }
+    if let Some(scheme) = &err.www_authenticate {
+        if let Ok(v) = HeaderValue::from_str(scheme) {
+            builder = builder.header(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if let Some(secs) = err.retry_after {
+        builder = builder.header(http::header::RETRY_AFTER, secs);
+    }
+    builder
+        .body(Full::new(Bytes::from(err.body())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// Serves one request on the main listener.
+pub async fn handle<B>(
+    gw: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let id = request_id(&req);
+    let path = req.uri().path().to_string();
+    let mut response = match route(&path) {
+        Route::Token(which, tenant) => {
+            let mut audit = Audit::default();
+            let result = token::handle(&gw, &conn, which, tenant, req, &mut audit).await;
+            let (mut response, outcome, reason) = match result {
+                Ok(r) => {
+                    let outcome = if r.status().is_success() {
+                        "success"
+                    } else {
+                        "upstream_error"
+                    };
+                    (r, outcome, None)
+                }
+                Err(e) => (error_response(&e, "POST"), e.kind.outcome(), Some(e)),
+            };
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+            log_audit(
+                &id,
+                &conn,
+                &audit,
+                outcome,
+                reason.as_ref(),
+                response.status().as_u16(),
+                started,
+            );
+            response
+        }
+        Route::Metadata(tenant) => {
+            if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+                let e = GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    "the metadata endpoint accepts GET only",
+                );
+                error_response(&e, "GET")
+            } else {
+                crate::metadata::handle(&gw, tenant).await
+            }
+        }
+        Route::NotFound => error_response(
+            &GatewayError::new(
+                ErrorKind::NotFound,
+                "no such endpoint; POST token requests to /token",
+            ),
+            "",
+        ),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+fn log_audit(
+    id: &str,
+    conn: &ConnInfo,
+    audit: &Audit,
+    outcome: &str,
+    error: Option<&GatewayError>,
+    status: u16,
+    started: Instant,
+) {
+    let reason = error.map(|e| e.to_string());
+    let level_is_warn = error.is_some_and(|e| e.kind.origin() != Origin::Client);
+    macro_rules! audit_event {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "audit",
+                request_id = id,
+                peer = %conn.peer_addr,
+                client_id = audit.client_id.as_deref(),
+                auth_method = audit.method,
+                cert_x5t_s256 = audit.x5t_s256.as_deref(),
+                cert_subject = audit.subject.as_deref(),
+                authenticated = audit.authenticated,
+                outcome,
+                reason = reason.as_deref(),
+                status,
+                upstream_status = audit.upstream_status,
+                upstream_ms = audit.upstream_ms,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "token request"
+            )
+        };
+    }
+    if level_is_warn {
+        audit_event!(warn);
+    } else {
+        audit_event!(info);
+    }
+}

@@ -1,0 +1,464 @@
+//! The token endpoint: the ordered checks of SPEC §4, one function each, then the forward.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+
+use crate::assertion::ASSERTION_TYPE;
+use crate::error::{ErrorKind, GatewayError};
+use crate::registry::Registration;
+use crate::service::{ConnInfo, Gateway};
+use crate::upstream::TokenRoute;
+
+/// What the audit event of one token request records. Never a token, assertion or secret.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// client_id as sent (truncated), if any.
+    pub client_id: Option<String>,
+    /// The registered auth method.
+    pub method: Option<&'static str>,
+    /// `x5t#S256` of the presented certificate.
+    pub x5t_s256: Option<String>,
+    /// Subject of the presented certificate (RFC 4514).
+    pub subject: Option<String>,
+    /// Upstream status, when forwarded.
+    pub upstream_status: Option<u16>,
+    /// Upstream latency in milliseconds.
+    pub upstream_ms: Option<f64>,
+    /// Whether the client authenticated (certificate matched its registration).
+    pub authenticated: bool,
+}
+
+/// A parsed `application/x-www-form-urlencoded` body.
+#[derive(Debug)]
+pub struct Form<'a> {
+    /// (decoded name, decoded value, raw `name=value` segment as sent), in order.
+    pub pairs: Vec<(String, String, &'a [u8])>,
+}
+
+impl Form<'_> {
+    /// The value of `name`, treating an empty value as omitted (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, v, _)| n == name && !v.is_empty())
+            .map(|(_, v, _)| v.as_str())
+    }
+}
+
+/// Parses a form body strictly: UTF-8 after decoding, valid percent escapes, and no
+/// parameter name twice (RFC 6749 §3.2), whatever the values.
+pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
+    let mut pairs: Vec<(String, String, &[u8])> = Vec::new();
+    for segment in body.split(|b| *b == b'&') {
+        if segment.is_empty() {
+            continue;
+        }
+        let (name, value) = match segment.iter().position(|b| *b == b'=') {
+            Some(i) => (&segment[..i], &segment[i + 1..]),
+            None => (segment, &segment[..0]),
+        };
+        let name = decode_component(name)?;
+        let value = decode_component(value)?;
+        if name.is_empty() {
+            return Err(GatewayError::invalid_request(
+                "the form has a parameter without a name",
+            ));
+        }
+        if pairs.iter().any(|(n, _, _)| *n == name) {
+            return Err(GatewayError::invalid_request(format!(
+                "parameter '{}' is included more than once",
+                printable(&name)
+            )));
+        }
+        pairs.push((name, value, segment));
+    }
+    Ok(Form { pairs })
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, GatewayError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        GatewayError::invalid_request(
+                            "the form body has a malformed percent-escape",
+                        )
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| GatewayError::invalid_request("the form body is not valid UTF-8"))
+}
+
+/// A parameter name safe to put in a description: printable ASCII, at most 64 characters.
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Step 1: method, content type, size; the body read within `request_timeout`.
+async fn read_body<B>(gw: &Gateway, req: Request<B>) -> Result<Bytes, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if req.method() != Method::POST {
+        return Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            "the token endpoint accepts POST only",
+        ));
+    }
+    let form_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(GatewayError::invalid_request(
+            "Content-Type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let limits = &gw.config.limits;
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body exceeds {} bytes", limits.max_body_bytes),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = req.into_body();
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        drain(body).await;
+        return Err(too_large());
+    }
+    let read = Limited::new(body, limits.max_body_bytes).collect();
+    match tokio::time::timeout(limits.request_timeout, read).await {
+        Err(_) => Err(GatewayError::new(
+            ErrorKind::RequestTimeout,
+            "the request body did not arrive within the request timeout",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(
+            GatewayError::invalid_request("the request body could not be read")
+                .with_reason(e.to_string()),
+        ),
+    }
+}
+
+/// Reads and discards up to 1 MiB (for at most 2 s) of a refused body, so that the client,
+/// still sending, receives the 413 instead of a connection reset.
+async fn drain<B>(body: B)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    const DRAIN_BYTES: usize = 1 << 20;
+    let limited = Limited::new(body, DRAIN_BYTES);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), limited.collect()).await;
+}
+
+/// Step 3: this endpoint authenticates by mTLS only (RFC 6749 §5.2: 401 + WWW-Authenticate
+/// of the scheme the client tried).
+fn reject_authorization_header<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return Ok(());
+    };
+    let scheme = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_whitespace().next())
+        .filter(|s| s.len() <= 32 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .unwrap_or("Basic");
+    let mut err = GatewayError::invalid_client(
+        "this endpoint authenticates clients by mutual TLS only; remove the Authorization header",
+    );
+    err.www_authenticate = Some(format!("{scheme} realm=\"mtls-gateway\""));
+    Err(err)
+}
+
+/// Steps 4 and 5: `client_id` and `grant_type` present; no other client authentication.
+fn required_parameters<'f>(form: &'f Form<'_>) -> Result<(&'f str, &'f str), GatewayError> {
+    let client_id = form.get("client_id").ok_or_else(|| {
+        GatewayError::invalid_request("the client_id parameter is required (RFC 8705 §2)")
+    })?;
+    let grant_type = form
+        .get("grant_type")
+        .ok_or_else(|| GatewayError::invalid_request("the grant_type parameter is required"))?;
+    for other in ["client_secret", "client_assertion", "client_assertion_type"] {
+        if form.get(other).is_some() {
+            return Err(GatewayError::invalid_request(format!(
+                "the request utilizes more than one authentication method: remove {other}; the client is authenticated by its TLS certificate"
+            )));
+        }
+    }
+    Ok((client_id, grant_type))
+}
+
+/// Step 6: the client is registered, and a tenant in the path is its upstream's tenant.
+fn registration<'g>(
+    gw: &'g Gateway,
+    client_id: &str,
+    tenant: Option<&str>,
+) -> Result<&'g std::sync::Arc<Registration>, GatewayError> {
+    let reg = gw.config.registry.get(client_id).ok_or_else(|| {
+        GatewayError::invalid_client("the client_id is not registered at this gateway")
+    })?;
+    if let Some(tenant) = tenant {
+        let expected = gw
+            .config
+            .upstreams
+            .get(&reg.upstream)
+            .and_then(|u| u.kind.tenant());
+        match expected {
+            Some(t) if t.eq_ignore_ascii_case(tenant) => {}
+            Some(_) => {
+                return Err(GatewayError::invalid_request(
+                    "the tenant in the path is not this client's tenant",
+                ))
+            }
+            None => {
+                return Err(GatewayError::invalid_request(
+                    "this client's identity provider has no tenant endpoints; use /token",
+                ))
+            }
+        }
+    }
+    Ok(reg)
+}
+
+/// Steps 7 and 8: a certificate is present, trusted, and bound to this client.
+fn authenticate(
+    conn: &ConnInfo,
+    reg: &Registration,
+    audit: &mut Audit,
+) -> Result<(), GatewayError> {
+    let peer = match &conn.peer_cert {
+        None => {
+            return Err(GatewayError::invalid_client(
+                "no client certificate was presented in the TLS handshake",
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(
+                GatewayError::invalid_client("the client certificate cannot be read")
+                    .with_reason(e.to_string()),
+            )
+        }
+        Some(Ok(peer)) => peer,
+    };
+    audit.x5t_s256 = Some(peer.identity.x5t_s256.clone());
+    audit.subject = Some(peer.identity.subject_display.clone());
+    reg.authenticate(peer, now_secs())
+        .map_err(|f| GatewayError::invalid_client(f.to_string()))?;
+    audit.authenticated = true;
+    Ok(())
+}
+
+/// Step 9: grant type and scopes are allowed for this client.
+fn authorize(
+    reg: &Registration,
+    grant_type: &str,
+    scope: Option<&str>,
+) -> Result<(), GatewayError> {
+    if !reg.grant_types.contains(grant_type) {
+        return Err(GatewayError::new(
+            ErrorKind::UnauthorizedClient,
+            "this client is not allowed to use this grant_type",
+        ));
+    }
+    if !reg.scopes.is_empty() {
+        if let Some(scope) = scope {
+            if let Some(bad) = scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .find(|s| !reg.scopes.contains(*s))
+            {
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidScope,
+                    format!("scope '{}' is not allowed for this client", printable(bad)),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Step 10: the forwarded form: every non-empty parameter as sent, plus the assertion.
+fn forward_form(form: &Form<'_>, assertion: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(
+        form.pairs
+            .iter()
+            .map(|(_, _, raw)| raw.len() + 1)
+            .sum::<usize>()
+            + assertion.len()
+            + 120,
+    );
+    for (_, value, raw) in &form.pairs {
+        if value.is_empty() {
+            continue;
+        }
+        out.put_slice(raw);
+        out.put_u8(b'&');
+    }
+    out.put_slice(b"client_assertion_type=");
+    out.put_slice(
+        percent_encoding::utf8_percent_encode(ASSERTION_TYPE, percent_encoding::NON_ALPHANUMERIC)
+            .to_string()
+            .as_bytes(),
+    );
+    // A compact JWS is base64url and '.': nothing to escape.
+    out.put_slice(b"&client_assertion=");
+    out.put_slice(assertion.as_bytes());
+    out.freeze()
+}
+
+/// Handles one token request. Errors are rendered by the caller.
+pub async fn handle<B>(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    route: TokenRoute,
+    tenant: Option<&str>,
+    req: Request<B>,
+    audit: &mut Audit,
+) -> Result<Response<Full<Bytes>>, GatewayError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let authorization = reject_authorization_header(&req);
+    let body = read_body(gw, req).await?;
+    let form = parse_form(&body)?;
+    audit.client_id = form.get("client_id").map(|c| c.chars().take(128).collect());
+    authorization?;
+    let (client_id, grant_type) = required_parameters(&form)?;
+    let reg = registration(gw, client_id, tenant)?;
+    audit.method = Some(reg.method.name());
+    authenticate(conn, reg, audit)?;
+    authorize(reg, grant_type, form.get("scope"))?;
+
+    let upstream = gw.upstreams.get(&reg.upstream).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "the identity provider is not configured",
+        )
+    })?;
+    let url = upstream.token_url(route).ok_or_else(|| {
+        GatewayError::invalid_request(
+            "this client's identity provider has no such endpoint; use /token",
+        )
+    })?;
+    let assertion = reg.credential.sign(client_id, url).map_err(|_| {
+        GatewayError::new(
+            ErrorKind::Unavailable,
+            "the client assertion could not be signed",
+        )
+    })?;
+    let started = Instant::now();
+    let result = upstream
+        .post_form(url, forward_form(&form, &assertion))
+        .await;
+    audit.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let answer = result.map_err(|f| match f {
+        crate::upstream::UpstreamFailure::Timeout(_) => GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "the identity provider did not answer in time",
+        )
+        .with_reason(f.to_string()),
+        crate::upstream::UpstreamFailure::Unavailable(_) => GatewayError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the identity provider cannot be reached",
+        )
+        .with_reason(f.to_string()),
+    })?;
+    audit.upstream_status = Some(answer.status.as_u16());
+    let mut response = Response::builder().status(answer.status);
+    if let Some(ct) = answer.content_type {
+        response = response.header(CONTENT_TYPE, ct);
+    }
+    if let Some(ra) = answer.retry_after {
+        response = response.header(http::header::RETRY_AFTER, ra);
+    }
+    response.body(Full::new(answer.body)).map_err(|e| {
+        GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(e.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_plus_and_percent() {
+        let form =
+            parse_form(b"grant_type=client_credentials&scope=api%3A%2F%2Fx%2F.default+b").unwrap();
+        assert_eq!(form.get("grant_type"), Some("client_credentials"));
+        assert_eq!(form.get("scope"), Some("api://x/.default b"));
+    }
+
+    #[test]
+    fn repeated_names_are_refused_whatever_the_values() {
+        assert!(parse_form(b"a=1&a=1").is_err());
+        assert!(parse_form(b"a=&a=").is_err());
+        assert!(parse_form(b"a=1&%61=2").is_err());
+    }
+
+    #[test]
+    fn empty_values_count_as_omitted() {
+        let form = parse_form(b"client_secret=&client_id=x").unwrap();
+        assert_eq!(form.get("client_secret"), None);
+        assert_eq!(form.get("client_id"), Some("x"));
+    }
+
+    #[test]
+    fn malformed_escapes_and_bad_utf8_are_refused() {
+        assert!(parse_form(b"a=%zz").is_err());
+        assert!(parse_form(b"a=%4").is_err());
+        assert!(parse_form(b"a=%ff").is_err());
+        assert!(parse_form(b"=x").is_err());
+    }
+
+    #[test]
+    fn forwarded_form_keeps_parameters_as_sent_and_drops_empty_ones() {
+        let form = parse_form(b"grant_type=client_credentials&scope=a%20b&x=&client_id=c").unwrap();
+        let out = forward_form(&form, "h.c.s");
+        assert_eq!(
+            &out[..],
+            b"grant_type=client_credentials&scope=a%20b&client_id=c&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient%2Dassertion%2Dtype%3Ajwt%2Dbearer&client_assertion=h.c.s"
+        );
+    }
+}

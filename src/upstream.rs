@@ -1,0 +1,293 @@
+//! The upstream identity provider: token URLs, the pooled HTTPS client, and the exchange.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{UpstreamKind, UpstreamSpec};
+
+/// Largest upstream answer read; a larger one is treated as not an HTTP answer we can relay.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// How long fetched discovery documents are served from memory.
+pub const METADATA_TTL: Duration = Duration::from_secs(600);
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Which token endpoint a request addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRoute {
+    /// `/token`: the upstream's default (Entra v2.0, or the generic `token_endpoint`).
+    Default,
+    /// `/{tenant}/oauth2/v2.0/token`.
+    V2,
+    /// `/{tenant}/oauth2/token` (Entra v1).
+    V1,
+}
+
+/// An upstream's answer, as relayed to the client.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// `Content-Type`.
+    pub content_type: Option<HeaderValue>,
+    /// `Retry-After`.
+    pub retry_after: Option<HeaderValue>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Why no upstream answer could be relayed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// Connection refused, TLS failure, reset, or not an HTTP answer.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// No complete answer within the upstream's timeout.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A live upstream: URLs plus a connection pool.
+pub struct Upstream {
+    /// The validated settings.
+    pub spec: UpstreamSpec,
+    v2_url: Option<String>,
+    v1_url: Option<String>,
+    default_url: String,
+    metadata_url: Option<String>,
+    client: HttpClient,
+    metadata: Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.spec.name)
+            .field("token_url", &self.default_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Builds the client for `spec`. `embedded` is the bound address and TLS CA of an embedded
+    /// identity provider (required for `type = "embedded"`).
+    pub fn new(
+        spec: UpstreamSpec,
+        embedded: Option<(SocketAddr, CertificateDer<'static>)>,
+    ) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let mut extra = spec.ca.clone();
+        let authority = match (&spec.kind, embedded) {
+            (UpstreamKind::Entra { authority, .. }, _) => Some(authority.clone()),
+            (UpstreamKind::Embedded { .. }, Some((addr, ca))) => {
+                extra.push(ca);
+                Some(crate::listener::authority_of(addr))
+            }
+            (UpstreamKind::Embedded { .. }, None) => {
+                return Err("the embedded identity provider is not running".into())
+            }
+            (UpstreamKind::Generic { .. }, _) => None,
+        };
+        if matches!(spec.kind, UpstreamKind::Embedded { .. }) {
+            // Only the embedded provider's own CA: it is never a public host.
+        } else {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        for ca in &extra {
+            roots
+                .add(ca.clone())
+                .map_err(|e| format!("upstream CA certificate rejected: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(spec.timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        let (v2_url, v1_url, default_url, metadata_url) = match (&spec.kind, authority) {
+            (
+                UpstreamKind::Generic {
+                    token_endpoint,
+                    metadata_url,
+                },
+                _,
+            ) => (None, None, token_endpoint.clone(), metadata_url.clone()),
+            (kind, Some(authority)) => {
+                let tenant = kind.tenant().unwrap_or_default();
+                let v2 = format!("{authority}/{tenant}/oauth2/v2.0/token");
+                (
+                    Some(v2.clone()),
+                    Some(format!("{authority}/{tenant}/oauth2/token")),
+                    v2,
+                    Some(format!(
+                        "{authority}/{tenant}/v2.0/.well-known/openid-configuration"
+                    )),
+                )
+            }
+            (_, None) => return Err("no authority".into()),
+        };
+        Ok(Self {
+            spec,
+            v2_url,
+            v1_url,
+            default_url,
+            metadata_url,
+            client,
+            metadata: Mutex::new(None),
+        })
+    }
+
+    /// The upstream URL a token request on `route` is POSTed to (and the assertion's `aud`);
+    /// `None` when the upstream has no such endpoint (tenant routes on a generic upstream).
+    pub fn token_url(&self, route: TokenRoute) -> Option<&str> {
+        match route {
+            TokenRoute::Default => Some(&self.default_url),
+            TokenRoute::V2 => self.v2_url.as_deref(),
+            TokenRoute::V1 => self.v1_url.as_deref(),
+        }
+    }
+
+    /// The discovery document URL, if known.
+    pub fn metadata_url(&self) -> Option<&str> {
+        self.metadata_url.as_deref()
+    }
+
+    /// POSTs a form to `url`.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: Bytes,
+    ) -> Result<UpstreamResponse, UpstreamFailure> {
+        self.exchange(Method::POST, url, Some(form)).await
+    }
+
+    /// The discovery document, from memory when fetched less than 10 minutes ago.
+    pub async fn metadata(&self) -> Result<Bytes, UpstreamFailure> {
+        if let Ok(guard) = self.metadata.lock() {
+            if let Some((at, doc)) = guard.as_ref() {
+                if at.elapsed() < METADATA_TTL {
+                    return Ok(doc.clone());
+                }
+            }
+        }
+        let url = self
+            .metadata_url
+            .as_deref()
+            .ok_or_else(|| UpstreamFailure::Unavailable("no metadata_url is configured".into()))?;
+        let response = self.exchange(Method::GET, url, None).await?;
+        if !response.status.is_success() {
+            return Err(UpstreamFailure::Unavailable(format!(
+                "metadata answered {}",
+                response.status
+            )));
+        }
+        if let Ok(mut guard) = self.metadata.lock() {
+            *guard = Some((Instant::now(), response.body.clone()));
+        }
+        Ok(response.body)
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        form: Option<Bytes>,
+    ) -> Result<UpstreamResponse, UpstreamFailure> {
+        let timeout = self.spec.timeout;
+        let attempt = async {
+            // A connect failure means nothing was sent: retry it once, nothing else.
+            match self.send(method.clone(), url, form.clone()).await {
+                Err(Retry::Connect(_)) => self.send(method, url, form).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Err(_) => Err(UpstreamFailure::Timeout(timeout)),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(Retry::Connect(e) | Retry::Other(e))) => Err(UpstreamFailure::Unavailable(e)),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        form: Option<Bytes>,
+    ) -> Result<UpstreamResponse, Retry> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("mtls-gateway/", env!("CARGO_PKG_VERSION")),
+            );
+        if form.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = builder
+            .body(Full::new(form.unwrap_or_default()))
+            .map_err(|e| Retry::Other(format!("bad upstream URL: {e}")))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let text = error_chain(&e);
+            if e.is_connect() {
+                Retry::Connect(text)
+            } else {
+                Retry::Other(text)
+            }
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| Retry::Other(format!("reading the answer: {e}")))?
+            .to_bytes();
+        Ok(UpstreamResponse {
+            status: parts.status,
+            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+            retry_after: parts.headers.get(RETRY_AFTER).cloned(),
+            body,
+        })
+    }
+}
+
+enum Retry {
+    Connect(String),
+    Other(String),
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
