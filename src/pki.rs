@@ -73,6 +73,25 @@ impl Ca {
         })
     }
 
+    /// A CA named `cn` issued by this one.
+    pub fn intermediate(&self, cn: &str) -> Result<Self, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        validity(&mut params, 1825);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let pem = Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        };
+        Ok(Self {
+            pem,
+            issuer: Issuer::new(params, key),
+        })
+    }
+
     /// Issues a certificate with `params` for a fresh ECDSA P-256 key.
     pub fn issue(&self, params: &CertificateParams) -> Result<Pem, rcgen::Error> {
         let key = KeyPair::generate()?;

@@ -1,0 +1,23 @@
+//! Integration tests: the real gateway, real TLS, real HTTP, the embedded identity provider or a
+//! scripted upstream, all on loopback. One binary, split by topic.
+
+mod support;
+
+#[path = "gateway/assertion.rs"]
+mod assertion;
+#[path = "gateway/cli.rs"]
+mod cli;
+#[path = "gateway/config.rs"]
+mod config;
+#[path = "gateway/idp.rs"]
+mod idp;
+#[path = "gateway/logs.rs"]
+mod logs;
+#[path = "gateway/matching.rs"]
+mod matching;
+#[path = "gateway/metadata.rs"]
+mod metadata;
+#[path = "gateway/token.rs"]
+mod token;
+#[path = "gateway/upstream.rs"]
+mod upstream;

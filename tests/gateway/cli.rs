@@ -1,0 +1,183 @@
+//! The binary as a user runs it.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+}
+
+#[test]
+fn demo_fetches_a_token_over_mtls() {
+    let out = bin().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("demo succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("\"x5t\""),
+        "the assertion header is shown: {stdout}"
+    );
+    assert!(stdout.contains("access token claims"), "{stdout}");
+}
+
+#[test]
+fn check_prints_the_clients_and_exits_0() {
+    let setup = Setup::new();
+    let path = setup.write();
+    let out = bin().args(["check", "-c"]).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(PKI_CLIENT) && stdout.contains(SELF_SIGNED_CLIENT),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tls_client_auth") && stdout.contains("self_signed_tls_client_auth"));
+    // MTLS_GATEWAY_CONFIG replaces -c.
+    let out = bin()
+        .arg("check")
+        .env("MTLS_GATEWAY_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_exits_1_listing_every_problem() {
+    let setup = Setup::new()
+        .only_clients(&(pki_client("a", "") + &pki_client("a", "tls_client_auth_san_dns = \"x\"")));
+    let out = bin()
+        .args(["check", "-c"])
+        .arg(setup.write())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs exactly one of"), "{stderr}");
+    assert!(stderr.contains("registered more than once"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = bin().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn openssl_fingerprint(file: &std::path::Path, digest: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", digest, "-in"])
+        .arg(file)
+        .output()
+        .expect("openssl is installed by .ci/run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().rsplit('=').next().unwrap().replace(':', "")
+}
+
+#[test]
+fn thumbprints_match_openssl() {
+    let dir = TestDir::new();
+    let file = dir.path("signing.pem");
+    let out = bin().arg("thumbprint").arg(&file).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let sha1_hex = openssl_fingerprint(&file, "-sha1");
+    let sha256_hex = openssl_fingerprint(&file, "-sha256");
+    assert_eq!(sha1_hex.len(), 40);
+    assert_eq!(field("SHA-1:"), sha1_hex);
+    let b64 = |hex: &str| {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    assert_eq!(field("x5t:"), b64(&sha1_hex));
+    assert_eq!(field("x5t#S256:"), b64(&sha256_hex));
+    assert_eq!(field("subject:"), "CN=billing signing,O=mtls-gateway dev");
+    // DER input gives the same answer.
+    let der = dir.path("signing.der");
+    write_file(&der, pki().cert_der("signing").as_ref());
+    let out = bin().arg("thumbprint").arg(&der).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&sha1_hex));
+    // SANs are listed.
+    let out = bin()
+        .arg("thumbprint")
+        .arg(dir.path("client.pem"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("DNS:Billing.Contoso.Internal")
+            && text.contains("IP:::1")
+            && text.contains("URI:spiffe://contoso/billing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_pkcs1_credential_key_loads() {
+    let dir = TestDir::new();
+    let out = Command::new("openssl")
+        .args(["rsa", "-traditional", "-in"])
+        .arg(dir.path("signing-key.pem"))
+        .arg("-out")
+        .arg(dir.path("signing-key-pkcs1.pem"))
+        .output()
+        .expect("openssl is installed by .ci/run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pkcs1 = std::fs::read_to_string(dir.path("signing-key-pkcs1.pem")).unwrap();
+    assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let setup = Setup::new()
+        .credential("[credentials.dev]\ncert = \"signing.pem\"\nkey = \"signing-key-pkcs1.pem\"\n");
+    setup.dir.write("signing-key-pkcs1.pem", &pkcs1);
+    mtls_gateway::config::load(&setup.write()).unwrap();
+}
+
+#[test]
+fn dev_pki_writes_the_spec_files_with_private_keys_owner_only() {
+    let dir = TestDir::new();
+    let out_dir = dir.path("pki");
+    let out = bin()
+        .arg("dev-pki")
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in mtls_gateway::pki::FILES {
+        let p = out_dir.join(f);
+        assert!(p.exists(), "{f}");
+        #[cfg(unix)]
+        if f.ends_with("-key.pem") {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{f}"
+            );
+        }
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("x5t#S256"));
+}

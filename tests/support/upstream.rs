@@ -1,0 +1,142 @@
+//! A scriptable HTTPS upstream on loopback: records the forms it receives and answers as told
+//! (a fixed JSON answer, garbage bytes, silence, a reset).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// Answer with this status, extra headers and body.
+    Answer(u16, Vec<(&'static str, &'static str)>, String),
+    /// Write bytes that are not HTTP, then close.
+    Garbage,
+    /// Complete TLS, then never answer.
+    Silent,
+    /// Answer headers, then reset mid-body.
+    ResetMidBody,
+}
+
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub forms: Arc<Mutex<Vec<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    /// A generic-upstream config block named "dev" pointing at this server.
+    pub fn config(&self, timeout: &str) -> String {
+        format!(
+            "[upstreams.dev]\ntype = \"generic\"\ntoken_endpoint = \"https://127.0.0.1:{port}/oauth2/token\"\nmetadata_url = \"https://127.0.0.1:{port}/.well-known/openid-configuration\"\nca = [\"ca1.pem\"]\ntimeout = \"{timeout}\"\n",
+            port = self.addr.port()
+        )
+    }
+
+    /// The forms received (path, body).
+    pub fn forms(&self) -> Vec<(String, String)> {
+        self.forms.lock().unwrap().clone()
+    }
+
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let pki = super::pki();
+        let server = pki.get("server");
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(server.cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
+        let tls = mtls_gateway::idp::server_config(chain, key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let forms: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let recorded = forms.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let behaviour = behaviour.clone();
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    match behaviour {
+                        Behaviour::Garbage => {
+                            let _ = tls.write_all(b"this is not HTTP at all\r\n\r\n").await;
+                            let _ = tls.shutdown().await;
+                        }
+                        Behaviour::Silent => {
+                            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                        }
+                        Behaviour::ResetMidBody => {
+                            let _ = tls
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"access_")
+                                .await;
+                            drop(tls);
+                        }
+                        Behaviour::Answer(status, headers, body) => {
+                            let service = hyper::service::service_fn(
+                                move |req: http::Request<hyper::body::Incoming>| {
+                                    let recorded = recorded.clone();
+                                    let headers = headers.clone();
+                                    let body = body.clone();
+                                    async move {
+                                        let path = req.uri().path().to_string();
+                                        let form = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes())
+                                            .unwrap_or_default();
+                                        recorded.lock().unwrap().push((
+                                            path,
+                                            String::from_utf8_lossy(&form).into_owned(),
+                                        ));
+                                        let mut response = http::Response::builder().status(status);
+                                        for (k, v) in headers {
+                                            response = response.header(k, v);
+                                        }
+                                        Ok::<_, Infallible>(
+                                            response.body(Full::new(Bytes::from(body))).unwrap(),
+                                        )
+                                    }
+                                },
+                            );
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, forms, task }
+    }
+}
+
+/// A 200 Entra-shaped token answer.
+pub fn ok_answer() -> Behaviour {
+    Behaviour::Answer(
+        200,
+        vec![("content-type", "application/json; charset=utf-8")],
+        r#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2lnbmF0dXJl"}"#.into(),
+    )
+}
