@@ -9,6 +9,8 @@ mod assertion;
 mod cli;
 #[path = "gateway/config.rs"]
 mod config;
+#[path = "gateway/examples.rs"]
+mod examples;
 #[path = "gateway/idp.rs"]
 mod idp;
 #[path = "gateway/logs.rs"]
@@ -17,6 +19,8 @@ mod logs;
 mod matching;
 #[path = "gateway/metadata.rs"]
 mod metadata;
+#[path = "gateway/tls.rs"]
+mod tls;
 #[path = "gateway/token.rs"]
 mod token;
 #[path = "gateway/upstream.rs"]

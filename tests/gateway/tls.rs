@@ -1,0 +1,146 @@
+//! The mTLS listener: protocol versions, ALPN, no session resumption, handshake timeout.
+
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::{ClientConfig, HandshakeKind};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+fn config(versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> ClientConfig {
+    let pki = pki();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.cert_der("ca1")).unwrap();
+    let pem = pki.get("client");
+    let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        chain,
+        PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    config.resumption = Resumption::in_memory_sessions(16);
+    config
+}
+
+async fn connect(
+    h: &Harness,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(h.addr()).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+async fn token_over(mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    let body = form(PKI_CLIENT);
+    let request = format!(
+        "POST /token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn tls12_clients_authenticate_by_default() {
+    let h = Setup::new().start().await;
+    let tls = connect(
+        &h,
+        Arc::new(config(&[&rustls::version::TLS12], &[b"http/1.1"])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let answer = token_over(tls).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn min_tls_version_1_3_refuses_tls12() {
+    let h = Setup::new()
+        .server("min_tls_version = \"1.3\"")
+        .start()
+        .await;
+    assert!(
+        connect(&h, Arc::new(config(&[&rustls::version::TLS12], &[])))
+            .await
+            .is_err()
+    );
+    let tls = connect(&h, Arc::new(config(&[&rustls::version::TLS13], &[])))
+        .await
+        .unwrap();
+    assert!(token_over(tls).await.starts_with("HTTP/1.1 200"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn alpn_offers_h2_and_http11() {
+    let h = Setup::new().start().await;
+    let tls = connect(
+        &h,
+        Arc::new(config(&[&rustls::version::TLS13], &[b"h2", b"http/1.1"])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let tls = connect(
+        &h,
+        Arc::new(config(&[&rustls::version::TLS13], &[b"http/1.1"])),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_never_resumed() {
+    let h = Setup::new().start().await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        // One client config, so a resumable session would be offered on the second connection.
+        let config = Arc::new(config(&[version], &[b"http/1.1"]));
+        for _ in 0..2 {
+            let tls = connect(&h, config.clone()).await.unwrap();
+            assert_eq!(tls.get_ref().1.handshake_kind(), Some(HandshakeKind::Full));
+            assert!(token_over(tls).await.starts_with("HTTP/1.1 200"));
+        }
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let h = Setup::new()
+        .limits("header_read_timeout = \"300ms\"")
+        .start()
+        .await;
+    let mut tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the gateway closes the connection: {read:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(1300));
+    h.stop().await;
+}
