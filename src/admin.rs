@@ -1,4 +1,4 @@
-//! The admin listener (plain HTTP): `/healthz`, `/readyz`.
+//! The admin listener (plain HTTP): `/metrics`, `/healthz`, `/readyz`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,39 +9,52 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+use crate::metrics::Metrics;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-/// Serves the admin endpoints until shutdown.
-pub async fn serve(
-    listener: TcpListener,
-    ready: Arc<AtomicBool>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves the admin endpoints; runs until the gateway aborts it after draining, so that
+/// `/readyz` answers 503 while in-flight requests finish.
+pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
     loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(p) => p, Err(_) => continue },
-            _ = shutdown.changed() => break,
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
         };
         let ready = ready.clone();
-        let stopping = shutdown.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let ready = ready.load(Ordering::SeqCst) && !*stopping.borrow();
+                    let ready = ready.load(Ordering::SeqCst);
+                    let metrics = metrics.clone();
                     async move {
-                        Ok::<_, Infallible>(match req.uri().path() {
-                            "/healthz" => text(StatusCode::OK, "ok\n"),
-                            "/readyz" if ready => text(StatusCode::OK, "ready\n"),
-                            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-                            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+                        let plain = "text/plain; charset=utf-8";
+                        Ok::<_, Infallible>(match (req.method(), req.uri().path()) {
+                            (&http::Method::GET, "/metrics") => {
+                                text(StatusCode::OK, OPENMETRICS, metrics.encode())
+                            }
+                            (&http::Method::GET, "/healthz") => text(StatusCode::OK, plain, "ok\n"),
+                            (&http::Method::GET, "/readyz") if ready => {
+                                text(StatusCode::OK, plain, "ready\n")
+                            }
+                            (&http::Method::GET, "/readyz") => {
+                                text(StatusCode::SERVICE_UNAVAILABLE, plain, "not ready\n")
+                            }
+                            _ => text(StatusCode::NOT_FOUND, plain, "not found\n"),
                         })
                     }
                 });

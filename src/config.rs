@@ -152,6 +152,8 @@ pub struct Config {
     pub dev_pki: Option<PathBuf>,
     /// Non-fatal findings `check` prints (e.g. a DN that looks reversed).
     pub warnings: Vec<String>,
+    /// Every file the configuration read, itself included: a change to any reloads it.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[server]`.
@@ -194,7 +196,7 @@ pub struct Limits {
 }
 
 /// How to reach one upstream identity provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSpec {
     /// Its name in the config.
     pub name: String,
@@ -209,7 +211,7 @@ pub struct UpstreamSpec {
 }
 
 /// The kinds of upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamKind {
     /// Microsoft Entra ID.
     Entra {
@@ -323,11 +325,13 @@ pub fn load_with(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         base: base_dir(path),
         problems: Vec::new(),
         warnings: Vec::new(),
+        files: vec![path.to_path_buf()],
     };
     let config = cx.validate(raw, path, env);
     if cx.problems.is_empty() {
         if let Some(mut config) = config {
             config.warnings = cx.warnings;
+            config.files = cx.files;
             return Ok(config);
         }
     }
@@ -348,6 +352,7 @@ struct Cx {
     base: PathBuf,
     problems: Vec<String>,
     warnings: Vec<String>,
+    files: Vec<PathBuf>,
 }
 
 impl Cx {
@@ -361,6 +366,9 @@ impl Cx {
 
     fn read(&mut self, key: &str, p: &Path) -> Option<Vec<u8>> {
         let full = self.path(p);
+        if !self.files.contains(&full) {
+            self.files.push(full.clone());
+        }
         match std::fs::read(&full) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
@@ -485,6 +493,7 @@ impl Cx {
             registry,
             dev_pki,
             warnings: Vec::new(),
+            files: Vec::new(),
         })
     }
 

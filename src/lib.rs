@@ -25,6 +25,7 @@ pub mod identity;
 pub mod idp;
 pub mod listener;
 pub mod metadata;
+pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod service;

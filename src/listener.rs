@@ -1,12 +1,14 @@
-//! Starting and stopping the gateway: the embedded identity providers, the mTLS accept loop
-//! (handshake timeout, connection limit), the admin listener, graceful shutdown.
+//! Starting, reloading and stopping the gateway: the embedded identity providers, the mTLS
+//! accept loop (handshake timeout, connection limit), the admin listener, hot reload, and
+//! graceful shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,9 +20,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, UpstreamKind};
+use crate::idp::Idp;
+use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::service::{self, ConnInfo, Gateway};
 use crate::tls::verifier::PeerCertificate;
 use crate::upstream::Upstream;
+
+/// How often the files a configuration names are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,148 @@ pub enum StartError {
     Setup(String),
 }
 
+/// A running embedded identity provider.
+struct EmbeddedIdp {
+    addr: SocketAddr,
+    ca: CertificateDer<'static>,
+    tenant: String,
+    idp: Arc<Idp>,
+}
+
+/// Builds and swaps configuration generations.
+struct Reloader {
+    path: PathBuf,
+    state: Arc<ArcSwap<Gateway>>,
+    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    idps: BTreeMap<String, EmbeddedIdp>,
+    metrics: Arc<Metrics>,
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    /// A gateway generation for `config`, reusing unchanged upstreams (and their pools).
+    fn build(
+        &self,
+        config: Config,
+        previous: Option<&Gateway>,
+    ) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
+        build(config, previous, &self.idps, &self.metrics)
+    }
+
+    /// Re-reads the configuration and every file it names; swaps atomically, or keeps the
+    /// current generation and reports every problem.
+    fn reload(&self) -> Result<(), String> {
+        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = crate::config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let current = self.state.load_full();
+                warn_restart_only(&current.config, &config);
+                let (gateway, tls) = self.build(config, Some(&current))?;
+                for (name, embedded) in &self.idps {
+                    embedded
+                        .idp
+                        .set_registrations(registrations(&gateway.config, name))?;
+                }
+                self.metrics.set_expiry(&gateway.config);
+                self.tls.store(tls);
+                self.state.store(Arc::new(gateway));
+                Ok(())
+            });
+        let label = if result.is_ok() { "success" } else { "error" };
+        self.metrics
+            .config_reloads
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+        self.metrics
+            .config_last_reload_success
+            .set(i64::from(result.is_ok()));
+        match &result {
+            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
+            Err(e) => {
+                for line in e.lines().filter(|l| !l.trim().is_empty()) {
+                    tracing::error!(config = %self.path.display(), "reload failed, keeping the running configuration: {}", line.trim());
+                }
+            }
+        }
+        result
+    }
+}
+
+fn registrations(config: &Config, upstream: &str) -> Vec<(String, CertificateDer<'static>)> {
+    config
+        .registry
+        .iter()
+        .filter(|r| r.upstream == upstream)
+        .map(|r| (r.client_id.clone(), r.credential.cert.clone()))
+        .collect()
+}
+
+fn warn_restart_only(old: &Config, new: &Config) {
+    let mut changed = Vec::new();
+    if old.server.listen != new.server.listen {
+        changed.push("server.listen");
+    }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        changed.push("admin.listen");
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        changed.push("limits.max_connections");
+    }
+    if old.limits.shutdown_grace != new.limits.shutdown_grace {
+        changed.push("limits.shutdown_grace");
+    }
+    for name in changed {
+        tracing::warn!(
+            key = name,
+            "this setting changes only on restart; the rest of the new configuration applies now"
+        );
+    }
+}
+
+fn build(
+    config: Config,
+    previous: Option<&Gateway>,
+    idps: &BTreeMap<String, EmbeddedIdp>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
+    let mut upstreams = HashMap::new();
+    for (name, spec) in &config.upstreams {
+        if let Some(old) = previous.and_then(|p| p.upstreams.get(name)) {
+            if old.spec == *spec {
+                upstreams.insert(name.clone(), old.clone());
+                continue;
+            }
+        }
+        let embedded = match &spec.kind {
+            UpstreamKind::Embedded { tenant, .. } => {
+                let running = idps.get(name).ok_or_else(|| {
+                    format!("upstreams.{name}: a new embedded identity provider needs a restart")
+                })?;
+                if !running.tenant.eq_ignore_ascii_case(tenant) {
+                    return Err(format!(
+                        "upstreams.{name}.tenant: the embedded identity provider's tenant changes only on restart"
+                    ));
+                }
+                Some((running.addr, running.ca.clone()))
+            }
+            _ => None,
+        };
+        let upstream =
+            Upstream::new(spec.clone(), embedded).map_err(|e| format!("upstreams.{name}: {e}"))?;
+        upstreams.insert(name.clone(), Arc::new(upstream));
+    }
+    let tls = crate::tls::server_config(&config.server).map_err(|e| format!("server TLS: {e}"))?;
+    Ok((
+        Gateway {
+            config: Arc::new(config),
+            upstreams,
+            metrics: metrics.clone(),
+        },
+        tls,
+    ))
+}
+
 /// A running gateway.
 pub struct Running {
     /// The mTLS listener's bound address.
@@ -48,14 +197,29 @@ pub struct Running {
     pub idp_addrs: BTreeMap<String, SocketAddr>,
     /// TLS trust anchors of embedded identity providers, by upstream name.
     pub idp_cas: BTreeMap<String, CertificateDer<'static>>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    reloader: Arc<Reloader>,
+    ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     main: JoinHandle<()>,
     others: Vec<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Reloads the configuration now (what SIGHUP does).
+    pub fn reload(&self) -> Result<(), String> {
+        self.reloader.reload()
+    }
+
+    /// The configuration currently served.
+    pub fn config(&self) -> Arc<Config> {
+        self.reloader.state.load().config.clone()
+    }
+
     /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, then returns.
     pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
         for task in self.others {
@@ -67,52 +231,58 @@ impl Running {
 /// Binds every listener and starts serving `config`.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
     let mut others = Vec::new();
-    let mut idp_addrs = BTreeMap::new();
-    let mut idp_cas = BTreeMap::new();
-    let mut upstreams = HashMap::new();
+    let mut idps = BTreeMap::new();
     for (name, spec) in &config.upstreams {
-        let embedded = if let UpstreamKind::Embedded { listen, tenant } = &spec.kind {
-            let listener = TcpListener::bind(listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: *listen,
-                    source,
-                })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Bind {
+        let UpstreamKind::Embedded { listen, tenant } = &spec.kind else {
+            continue;
+        };
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind {
                 addr: *listen,
                 source,
             })?;
-            let (ca, tls) = crate::idp::ephemeral_tls(bound).map_err(StartError::Setup)?;
-            let registrations = config
-                .registry
-                .iter()
-                .filter(|r| &r.upstream == name)
-                .map(|r| (r.client_id.clone(), r.credential.cert.clone()));
-            let authority = authority_of(bound);
-            let idp = crate::idp::Idp::new(tenant, &authority, registrations)
-                .map_err(StartError::Setup)?;
-            tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
-            others.push(tokio::spawn(crate::idp::serve(
-                listener,
-                tls,
-                Arc::new(idp),
-                shutdown_rx.clone(),
-            )));
-            idp_addrs.insert(name.clone(), bound);
-            idp_cas.insert(name.clone(), ca.clone());
-            Some((bound, ca))
-        } else {
-            None
-        };
-        let upstream = Upstream::new(spec.clone(), embedded)
-            .map_err(|e| StartError::Setup(format!("upstream {name}: {e}")))?;
-        upstreams.insert(name.clone(), Arc::new(upstream));
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: *listen,
+            source,
+        })?;
+        let (ca, tls) = crate::idp::ephemeral_tls(addr).map_err(StartError::Setup)?;
+        let authority = authority_of(addr);
+        let idp = Arc::new(
+            Idp::new(tenant, &authority, registrations(&config, name))
+                .map_err(StartError::Setup)?,
+        );
+        tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
+        others.push(tokio::spawn(crate::idp::serve(
+            listener,
+            tls,
+            idp.clone(),
+            shutdown_rx.clone(),
+        )));
+        idps.insert(
+            name.clone(),
+            EmbeddedIdp {
+                addr,
+                ca,
+                tenant: tenant.clone(),
+                idp,
+            },
+        );
     }
+    let idp_addrs = idps.iter().map(|(n, e)| (n.clone(), e.addr)).collect();
+    let idp_cas = idps
+        .iter()
+        .map(|(n, e)| (n.clone(), e.ca.clone()))
+        .collect();
 
-    let tls = crate::tls::server_config(&config.server)
-        .map_err(|e| StartError::Setup(format!("server TLS: {e}")))?;
+    metrics.set_expiry(&config);
+    let seen = fingerprint(&config.files);
+    let path = config.source.clone();
     let listen = config.server.listen;
+    let admin = config.admin.as_ref().map(|a| a.listen);
+    let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -125,37 +295,42 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })?;
 
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_addr = match &config.admin {
+    let admin_addr = match admin {
         None => None,
         Some(admin) => {
-            let l = TcpListener::bind(admin.listen)
+            let l = TcpListener::bind(admin)
                 .await
                 .map_err(|source| StartError::Bind {
-                    addr: admin.listen,
+                    addr: admin,
                     source,
                 })?;
             let bound = l.local_addr().map_err(|source| StartError::Bind {
-                addr: admin.listen,
+                addr: admin,
                 source,
             })?;
             others.push(tokio::spawn(crate::admin::serve(
                 l,
                 ready.clone(),
-                shutdown_rx.clone(),
+                metrics.clone(),
             )));
+            tracing::info!(addr = %bound, "admin listener ready");
             Some(bound)
         }
     };
 
-    let gateway = Arc::new(Gateway {
-        config: Arc::new(config),
-        upstreams,
+    let reloader = Arc::new(Reloader {
+        path,
+        state: Arc::new(ArcSwap::from_pointee(gateway)),
+        tls: Arc::new(ArcSwap::from(tls)),
+        idps,
+        metrics: metrics.clone(),
+        lock: Mutex::new(()),
     });
-    let state = Arc::new(ArcSwap::from(gateway));
+    others.push(tokio::spawn(watch_files(reloader.clone(), seen)));
     let main = tokio::spawn(accept_loop(
         listener,
-        state,
-        Arc::new(ArcSwap::from(tls)),
+        reloader.state.clone(),
+        reloader.tls.clone(),
         shutdown_rx,
     ));
     ready.store(true, Ordering::SeqCst);
@@ -165,10 +340,59 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_addr,
         idp_addrs,
         idp_cas,
+        metrics,
+        reloader,
+        ready,
         shutdown,
         main,
         others,
     })
+}
+
+/// What identifies a file's content cheaply: follows symlinks, so a Kubernetes `..data` swap
+/// (a new inode behind the same path) is seen.
+type Fingerprint = Vec<Option<(u64, Option<std::time::SystemTime>, u64)>>;
+
+fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f).ok().map(|m| {
+                #[cfg(unix)]
+                let inode = std::os::unix::fs::MetadataExt::ino(&m);
+                #[cfg(not(unix))]
+                let inode = 0;
+                (m.len(), m.modified().ok(), inode)
+            })
+        })
+        .collect()
+}
+
+/// Reloads when a file of the configuration changes. `seen` is the fingerprint taken when
+/// the configuration was loaded, so that a change before this task first runs is not missed.
+async fn watch_files(reloader: Arc<Reloader>, mut seen: Fingerprint) {
+    let mut files = reloader.state.load().config.files.clone();
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        let current = reloader.state.load().config.files.clone();
+        if current != files {
+            // A reload (SIGHUP or ours) changed the set of files.
+            files = current;
+            seen = fingerprint(&files);
+            continue;
+        }
+        let now = fingerprint(&files);
+        if now == seen {
+            continue;
+        }
+        // Let a writer finish (editors write in steps; Kubernetes swaps at once).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tracing::info!("a configured file changed; reloading");
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        files = reloader.state.load().config.files.clone();
+        seen = fingerprint(&files);
+    }
 }
 
 /// The `https://host:port` base of an address (loopback when bound to the unspecified address).
@@ -234,24 +458,37 @@ async fn serve_connection(
 ) {
     let _ = tcp.set_nodelay(true);
     let gw = state.load_full();
+    let metrics = gw.metrics.clone();
+    let _open = ConnectionGuard::new(&metrics.open_connections);
     let limits = gw.config.limits.clone();
+    let handshake = |result: &'static str| {
+        metrics
+            .tls_handshakes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    };
+    let started = Instant::now();
     let stream = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp)).await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            handshake("failure");
             tracing::debug!(peer = %peer_addr, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            tracing::debug!(peer = %peer_addr, "TLS handshake timed out");
+            handshake("timeout");
+            tracing::debug!(peer = %peer_addr, after = ?started.elapsed(), "TLS handshake timed out");
             return;
         }
     };
+    handshake("success");
     let peer_cert = stream.get_ref().1.peer_certificates().map(|chain| {
         let chain: Vec<CertificateDer<'static>> =
             chain.iter().map(|c| c.clone().into_owned()).collect();
         PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
     });
+    drop(gw);
     let conn = Arc::new(ConnInfo {
         peer_addr,
         peer_cert,

@@ -180,22 +180,32 @@ async fn serve(path: PathBuf) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let running = listener::start(config).await.map_err(|e| e.to_string())?;
-    wait_for_signal().await;
+    wait_for_signals(&running).await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGHUP reloads; SIGTERM or SIGINT returns (to shut down).
+async fn wait_for_signals(running: &listener::Running) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => return,
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // Problems are logged and counted by reload itself.
+                        let _ = tokio::task::block_in_place(|| running.reload());
+                    }
+                }
             }
-            return;
         }
     }
     let _ = tokio::signal::ctrl_c().await;

@@ -12,16 +12,15 @@ use crate::service::{error_response, Gateway};
 use crate::upstream::Upstream;
 
 /// Serves `/{tenant}/v2.0/.well-known/openid-configuration` (`tenant` set) or the two
-/// root well-known paths (only when exactly one upstream is configured).
-pub async fn handle(gw: &Gateway, tenant: Option<&str>) -> Response<Full<Bytes>> {
+/// root well-known paths (only when exactly one upstream is configured). Returns the
+/// response and its `requests_total` outcome.
+pub async fn handle(gw: &Gateway, tenant: Option<&str>) -> (Response<Full<Bytes>>, &'static str) {
     let not_found = || {
-        error_response(
-            &GatewayError::new(
-                ErrorKind::NotFound,
-                "no identity provider metadata at this path",
-            ),
-            "",
-        )
+        let e = GatewayError::new(
+            ErrorKind::NotFound,
+            "no identity provider metadata at this path",
+        );
+        (error_response(&e, ""), e.kind.outcome())
     };
     let upstream = match tenant {
         Some(t) => gw.upstreams.values().find(|u| {
@@ -37,13 +36,16 @@ pub async fn handle(gw: &Gateway, tenant: Option<&str>) -> Response<Full<Bytes>>
         return not_found();
     };
     match document(gw, upstream).await {
-        Ok(body) => Response::builder()
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        Ok(body) => (
+            Response::builder()
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(body))
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+            "success",
+        ),
         Err(e) => {
             tracing::warn!(upstream = %upstream.spec.name, error = %e, "metadata unavailable");
-            error_response(&e, "GET")
+            (error_response(&e, "GET"), e.kind.outcome())
         }
     }
 }

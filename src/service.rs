@@ -29,6 +29,8 @@ pub struct Gateway {
     pub config: Arc<Config>,
     /// Live upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Metrics (shared by every generation).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the connection knows about its peer.
@@ -130,7 +132,7 @@ where
     let started = Instant::now();
     let id = request_id(&req);
     let path = req.uri().path().to_string();
-    let mut response = match route(&path) {
+    let (mut response, route_label, outcome) = match route(&path) {
         Route::Token(which, tenant) => {
             let mut audit = Audit::default();
             let result = token::handle(&gw, &conn, which, tenant, req, &mut audit).await;
@@ -157,27 +159,31 @@ where
                 response.status().as_u16(),
                 started,
             );
-            response
+            (response, "token", outcome)
         }
         Route::Metadata(tenant) => {
-            if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-                let e = GatewayError::new(
-                    ErrorKind::MethodNotAllowed,
-                    "the metadata endpoint accepts GET only",
-                );
-                error_response(&e, "GET")
-            } else {
-                crate::metadata::handle(&gw, tenant).await
-            }
+            let (response, outcome) =
+                if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+                    let e = GatewayError::new(
+                        ErrorKind::MethodNotAllowed,
+                        "the metadata endpoint accepts GET only",
+                    );
+                    (error_response(&e, "GET"), e.kind.outcome())
+                } else {
+                    crate::metadata::handle(&gw, tenant).await
+                };
+            (response, "metadata", outcome)
         }
-        Route::NotFound => error_response(
-            &GatewayError::new(
+        Route::NotFound => {
+            let e = GatewayError::new(
                 ErrorKind::NotFound,
                 "no such endpoint; POST token requests to /token",
-            ),
-            "",
-        ),
+            );
+            (error_response(&e, ""), "other", e.kind.outcome())
+        }
     };
+    gw.metrics
+        .request(route_label, outcome, started.elapsed().as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }

@@ -10,7 +10,8 @@ use hyper::body::Body;
 
 use crate::assertion::ASSERTION_TYPE;
 use crate::error::{ErrorKind, GatewayError};
-use crate::registry::Registration;
+use crate::metrics::{UpstreamLabels, UpstreamNameLabels};
+use crate::registry::{AuthFailure, Registration};
 use crate::service::{ConnInfo, Gateway};
 use crate::upstream::TokenRoute;
 
@@ -261,30 +262,40 @@ fn registration<'g>(
     Ok(reg)
 }
 
-/// Steps 7 and 8: a certificate is present, trusted, and bound to this client.
+/// Steps 7 and 8: a certificate is present, trusted, and bound to this client. A failure
+/// carries its `client_auth_total` result label.
 fn authenticate(
     conn: &ConnInfo,
     reg: &Registration,
     audit: &mut Audit,
-) -> Result<(), GatewayError> {
+) -> Result<(), (&'static str, GatewayError)> {
     let peer = match &conn.peer_cert {
         None => {
-            return Err(GatewayError::invalid_client(
-                "no client certificate was presented in the TLS handshake",
+            return Err((
+                "no_certificate",
+                GatewayError::invalid_client(
+                    "no client certificate was presented in the TLS handshake",
+                ),
             ))
         }
         Some(Err(e)) => {
-            return Err(
+            return Err((
+                "bad_certificate",
                 GatewayError::invalid_client("the client certificate cannot be read")
                     .with_reason(e.to_string()),
-            )
+            ))
         }
         Some(Ok(peer)) => peer,
     };
     audit.x5t_s256 = Some(peer.identity.x5t_s256.clone());
     audit.subject = Some(peer.identity.subject_display.clone());
-    reg.authenticate(peer, now_secs())
-        .map_err(|f| GatewayError::invalid_client(f.to_string()))?;
+    reg.authenticate(peer, now_secs()).map_err(|f| {
+        let label = match f {
+            AuthFailure::Untrusted(_) | AuthFailure::Validity(_) => "untrusted",
+            AuthFailure::Mismatch(_) | AuthFailure::NotRegistered => "mismatch",
+        };
+        (label, GatewayError::invalid_client(f.to_string()))
+    })?;
     audit.authenticated = true;
     Ok(())
 }
@@ -366,9 +377,18 @@ where
     audit.client_id = form.get("client_id").map(|c| c.chars().take(128).collect());
     authorization?;
     let (client_id, grant_type) = required_parameters(&form)?;
-    let reg = registration(gw, client_id, tenant)?;
+    let reg = registration(gw, client_id, tenant).inspect_err(|e| {
+        if e.kind == ErrorKind::InvalidClient {
+            gw.metrics.client_auth(None, "unknown_client");
+        }
+    })?;
     audit.method = Some(reg.method.name());
-    authenticate(conn, reg, audit)?;
+    let decision = authenticate(conn, reg, audit);
+    gw.metrics.client_auth(
+        Some(&reg.client_id),
+        decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
+    );
+    decision.map_err(|(_, e)| e)?;
     authorize(reg, grant_type, form.get("scope"))?;
 
     let upstream = gw.upstreams.get(&reg.upstream).ok_or_else(|| {
@@ -392,7 +412,26 @@ where
     let result = upstream
         .post_form(url, forward_form(&form, &assertion))
         .await;
-    audit.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    let elapsed = started.elapsed();
+    audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
+    let status_label: std::borrow::Cow<'static, str> = match &result {
+        Ok(answer) => answer.status.as_str().to_string().into(),
+        Err(crate::upstream::UpstreamFailure::Timeout(_)) => "timeout".into(),
+        Err(crate::upstream::UpstreamFailure::Unavailable(_)) => "error".into(),
+    };
+    gw.metrics
+        .upstream_requests
+        .get_or_create(&UpstreamLabels {
+            upstream: reg.upstream.clone(),
+            status: status_label,
+        })
+        .inc();
+    gw.metrics
+        .upstream_duration
+        .get_or_create(&UpstreamNameLabels {
+            upstream: reg.upstream.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
     let answer = result.map_err(|f| match f {
         crate::upstream::UpstreamFailure::Timeout(_) => GatewayError::new(
             ErrorKind::UpstreamTimeout,

@@ -19,6 +19,8 @@ mod logs;
 mod matching;
 #[path = "gateway/metadata.rs"]
 mod metadata;
+#[path = "gateway/operations.rs"]
+mod operations;
 #[path = "gateway/tls.rs"]
 mod tls;
 #[path = "gateway/token.rs"]

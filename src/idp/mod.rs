@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,7 +36,7 @@ pub const TOKEN_LIFETIME_SECS: i64 = 3599;
 pub struct Idp {
     tenant: String,
     authority: String,
-    clients: HashMap<String, Vec<RegisteredKey>>,
+    clients: ArcSwap<HashMap<String, Vec<RegisteredKey>>>,
     signing_key: RsaKeyPair,
     kid: String,
     rng: SystemRandom,
@@ -47,7 +48,7 @@ impl std::fmt::Debug for Idp {
         f.debug_struct("Idp")
             .field("tenant", &self.tenant)
             .field("authority", &self.authority)
-            .field("clients", &self.clients.len())
+            .field("clients", &self.clients.load().len())
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +68,34 @@ impl Idp {
         authority: &str,
         registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
     ) -> Result<Self, String> {
+        let clients = Self::keys(registrations)?;
+        let signing_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|_| "generating the token signing key failed".to_string())?;
+        let rng = SystemRandom::new();
+        let kid = identity::x5t_s256(signing_key.public_key().as_ref())[..16].to_string();
+        Ok(Self {
+            tenant: tenant.to_string(),
+            authority: authority.trim_end_matches('/').to_string(),
+            clients: ArcSwap::from_pointee(clients),
+            signing_key,
+            kid,
+            rng,
+            replay: Mutex::new(ReplayCache::default()),
+        })
+    }
+
+    /// Replaces the trusted (client_id, credential certificate) pairs (on configuration reload).
+    pub fn set_registrations(
+        &self,
+        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+    ) -> Result<(), String> {
+        self.clients.store(Arc::new(Self::keys(registrations)?));
+        Ok(())
+    }
+
+    fn keys(
+        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+    ) -> Result<HashMap<String, Vec<RegisteredKey>>, String> {
         let mut clients: HashMap<String, Vec<RegisteredKey>> = HashMap::new();
         for (client_id, cert) in registrations {
             let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
@@ -77,19 +106,7 @@ impl Idp {
                 rsa_public_key: parsed.public_key().subject_public_key.data.to_vec(),
             });
         }
-        let signing_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .map_err(|_| "generating the token signing key failed".to_string())?;
-        let rng = SystemRandom::new();
-        let kid = identity::x5t_s256(signing_key.public_key().as_ref())[..16].to_string();
-        Ok(Self {
-            tenant: tenant.to_string(),
-            authority: authority.trim_end_matches('/').to_string(),
-            clients,
-            signing_key,
-            kid,
-            rng,
-            replay: Mutex::new(ReplayCache::default()),
-        })
+        Ok(clients)
     }
 
     /// The tenant.
@@ -212,7 +229,8 @@ impl Idp {
                 "JWT token is invalid or malformed. [Reason - client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer]",
             ));
         }
-        let Some(keys) = self.clients.get(client_id) else {
+        let clients = self.clients.load();
+        let Some(keys) = clients.get(client_id) else {
             return Err(AadError::new(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",

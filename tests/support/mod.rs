@@ -69,6 +69,9 @@ pub fn pki() -> &'static TestPki {
         let server = ca1
             .issue(&pki::server_params("localhost", &["localhost", "127.0.0.1"]).unwrap())
             .unwrap();
+        let server2 = ca1
+            .issue(&pki::server_params("localhost-rotated", &["localhost", "127.0.0.1"]).unwrap())
+            .unwrap();
         let client = ca1
             .issue(&pki::client_params(&contoso("billing-legacy"), sans()))
             .unwrap();
@@ -152,6 +155,7 @@ pub fn pki() -> &'static TestPki {
                 ("ca3", ca3.pem.clone()),
                 ("intermediate", inter.pem.clone()),
                 ("server", server),
+                ("server2", server2),
                 ("client", client),
                 ("same-dn-ca2", same_dn_ca2),
                 ("untrusted", untrusted),
@@ -287,7 +291,7 @@ impl Setup {
 
     pub fn toml(&self) -> String {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://gateway.test\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = [\"ca1.pem\", \"ca2.pem\"]\n{}\n{}\n{}\n{}\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://gateway.test\"\ncert = \"server.pem\"\nkey = \"server-key.pem\"\nclient_ca = [\"ca1.pem\", \"ca2.pem\"]\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{}\n{}\n{}\n{}\n",
             self.server_extra, self.limits, self.upstream, self.credential, self.clients
         )
     }
@@ -316,6 +320,13 @@ pub struct Harness {
 impl Harness {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.running.as_ref().unwrap().addr
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.running.as_ref().unwrap().admin_addr.unwrap()
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -415,4 +426,40 @@ pub fn init_logs() {
 pub fn write_file(path: &Path, contents: &[u8]) {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(contents).unwrap();
+}
+
+/// A plain-HTTP GET (the admin listener): status and body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample in Prometheus text, e.g. `metric(&text, "mtls_gateway_open_connections")`
+/// or with labels `metric(&text, "mtls_gateway_requests_total{route=\"token\",outcome=\"success\"}")`.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
 }

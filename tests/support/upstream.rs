@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 pub enum Behaviour {
     /// Answer with this status, extra headers and body.
     Answer(u16, Vec<(&'static str, &'static str)>, String),
+    /// Answer like `Answer`, after a delay.
+    Delayed(u64, u16, String),
     /// Write bytes that are not HTTP, then close.
     Garbage,
     /// Complete TLS, then never answer.
@@ -90,6 +92,28 @@ impl FakeUpstream {
                                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"access_")
                                 .await;
                             drop(tls);
+                        }
+                        Behaviour::Delayed(ms, status, body) => {
+                            let service = hyper::service::service_fn(
+                                move |_req: http::Request<hyper::body::Incoming>| {
+                                    let body = body.clone();
+                                    async move {
+                                        tokio::time::sleep(std::time::Duration::from_millis(ms))
+                                            .await;
+                                        Ok::<_, Infallible>(
+                                            http::Response::builder()
+                                                .status(status)
+                                                .header("content-type", "application/json")
+                                                .body(Full::new(Bytes::from(body)))
+                                                .unwrap(),
+                                        )
+                                    }
+                                },
+                            );
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .await;
                         }
                         Behaviour::Answer(status, headers, body) => {
                             let service = hyper::service::service_fn(

@@ -1,0 +1,253 @@
+//! Prometheus metrics (SPEC §7), in an explicit registry shared by every configuration
+//! generation.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
+
+use crate::config::Config;
+use crate::identity::ClientIdentity;
+
+/// `requests_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// token, metadata, other.
+    pub route: &'static str,
+    /// success, an OAuth error code, upstream_error, upstream_unavailable, upstream_timeout, rate_limited.
+    pub outcome: &'static str,
+}
+
+/// `upstream_requests_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Upstream name.
+    pub upstream: String,
+    /// HTTP status, or `error` / `timeout`.
+    pub status: Cow<'static, str>,
+}
+
+/// `upstream_duration_seconds` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamNameLabels {
+    /// Upstream name.
+    pub upstream: String,
+}
+
+/// `result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Outcome.
+    pub result: &'static str,
+}
+
+/// `client_auth_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientAuthLabels {
+    /// The registered client_id, or `unknown`.
+    pub client_id: String,
+    /// success, no_certificate, bad_certificate, untrusted, mismatch.
+    pub result: &'static str,
+}
+
+/// `certificate_expiry_timestamp_seconds` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    /// server, client_ca, credential.
+    pub kind: &'static str,
+    /// Which one: the server certificate's subject, the CA's subject, the credential's name.
+    pub name: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    /// `requests_total{route,outcome}`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `request_duration_seconds`.
+    pub request_duration: Histogram,
+    /// `upstream_requests_total{upstream,status}`.
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    /// `upstream_duration_seconds{upstream}`.
+    pub upstream_duration: HistogramFamily<UpstreamNameLabels>,
+    /// `tls_handshakes_total{result}`.
+    pub tls_handshakes: Family<ResultLabels, Counter>,
+    /// `client_auth_total{client_id,result}`.
+    pub client_auth: Family<ClientAuthLabels, Counter>,
+    /// `certificate_expiry_timestamp_seconds{kind,name}`.
+    pub certificate_expiry: Family<ExpiryLabels, Gauge>,
+    /// `config_reloads_total{result}`.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// `config_last_reload_success`.
+    pub config_last_reload_success: Gauge,
+    /// `open_connections`.
+    pub open_connections: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under `mtls_gateway_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mtls_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration = latency_histogram();
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        let upstream_duration: HistogramFamily<UpstreamNameLabels> =
+            Family::new_with_constructor(latency_histogram);
+        let tls_handshakes = Family::<ResultLabels, Counter>::default();
+        let client_auth = Family::<ClientAuthLabels, Counter>::default();
+        let certificate_expiry = Family::<ExpiryLabels, Gauge>::default();
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        let config_last_reload_success = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let open_connections = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "requests",
+            "Requests on the main listeners by route and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a request on the main listeners",
+            request_duration.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Exchanges with upstream identity providers by status (error/timeout when none)",
+            upstream_requests.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time of one exchange with an upstream identity provider",
+            upstream_duration.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on the mTLS listener by result",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "client_auth",
+            "Client authentication decisions by client_id (unknown ids folded) and result",
+            client_auth.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the server certificate, each client CA and each signing credential",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success",
+            "1 when the last configuration reload succeeded, 0 when it failed",
+            config_last_reload_success.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open connections on the main listeners",
+            open_connections.clone(),
+        );
+        config_last_reload_success.set(1);
+        Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            upstream_duration,
+            tls_handshakes,
+            client_auth,
+            certificate_expiry,
+            config_reloads,
+            config_last_reload_success,
+            open_connections,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one request.
+    pub fn request(&self, route: &'static str, outcome: &'static str, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, outcome })
+            .inc();
+        self.request_duration.observe(seconds);
+    }
+
+    /// Counts one client authentication decision.
+    pub fn client_auth(&self, client_id: Option<&str>, result: &'static str) {
+        let client_id = client_id.unwrap_or("unknown").to_string();
+        self.client_auth
+            .get_or_create(&ClientAuthLabels { client_id, result })
+            .inc();
+    }
+
+    /// Sets the expiry gauges from `config`, dropping those of removed certificates.
+    pub fn set_expiry(&self, config: &Config) {
+        self.certificate_expiry.clear();
+        let set = |kind: &'static str, name: String, not_after: i64| {
+            self.certificate_expiry
+                .get_or_create(&ExpiryLabels { kind, name })
+                .set(not_after);
+        };
+        if let Some(leaf) = config.server.cert_chain.first() {
+            if let Ok(id) = ClientIdentity::from_der(leaf.clone()) {
+                set("server", id.subject_display, id.not_after);
+            }
+        }
+        for ca in &config.server.client_trust.ca_certs {
+            if let Ok(id) = ClientIdentity::from_der(ca.clone()) {
+                set("client_ca", id.subject_display, id.not_after);
+            }
+        }
+        for (name, signer) in &config.credentials {
+            set("credential", name.clone(), signer.not_after);
+        }
+    }
+}
+
+/// Keeps `open_connections` right however a connection task ends.
+pub struct ConnectionGuard<'a>(&'a Gauge);
+
+impl<'a> ConnectionGuard<'a> {
+    /// Counts a connection open until the guard drops.
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for ConnectionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
