@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::assertion::{Alg, Signer};
 use crate::dn::DistinguishedName;
+use crate::forwarded::{Cidr, HeaderFormat};
 use crate::identity;
 use crate::registry::{AuthMethod, Registration, Registry, Selector};
 use crate::tls::verifier::ClientTrust;
@@ -33,8 +34,19 @@ struct RawConfig {
     credentials: BTreeMap<String, RawCredential>,
     #[serde(default)]
     clients: Vec<RawClient>,
-    front_proxy: Option<toml::Table>,
+    front_proxy: Option<RawFrontProxy>,
     dev: Option<RawDev>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrontProxy {
+    header: Option<String>,
+    #[serde(default)]
+    trusted_peers: Vec<String>,
+    #[serde(default)]
+    trusted_proxy_certs: Vec<String>,
+    plain_listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +160,8 @@ pub struct Config {
     pub credentials: BTreeMap<String, Arc<Signer>>,
     /// `[[clients]]` by client_id.
     pub registry: Registry,
+    /// `[front_proxy]`.
+    pub front_proxy: Option<FrontProxy>,
     /// `[dev]` pki folder, resolved.
     pub dev_pki: Option<PathBuf>,
     /// Non-fatal findings `check` prints (e.g. a DN that looks reversed).
@@ -178,6 +192,26 @@ pub struct Server {
 pub struct Admin {
     /// Where the admin listener binds.
     pub listen: SocketAddr,
+}
+
+/// `[front_proxy]`: where a forwarded client certificate counts.
+#[derive(Debug, Clone)]
+pub struct FrontProxy {
+    /// The header format (and name).
+    pub format: HeaderFormat,
+    /// Peers allowed to forward a certificate.
+    pub trusted_peers: Vec<Cidr>,
+    /// On the mTLS listener, the proxy must also present one of these (SHA-256 of DER).
+    pub trusted_proxy_certs: HashSet<[u8; 32]>,
+    /// A plain-HTTP listener that serves trusted peers only.
+    pub plain_listen: Option<SocketAddr>,
+}
+
+impl FrontProxy {
+    /// Whether `ip` may forward a certificate.
+    pub fn trusts_peer(&self, ip: IpAddr) -> bool {
+        self.trusted_peers.iter().any(|c| c.contains(ip))
+    }
 }
 
 /// `[limits]`.
@@ -442,12 +476,7 @@ impl Cx {
                 .map(|listen| Admin { listen })
         });
         let limits = self.limits(raw.limits);
-        if raw.front_proxy.is_some() {
-            self.problem(
-                "front_proxy",
-                "forwarded client certificates are not supported by this version; terminate mTLS at the gateway",
-            );
-        }
+        let front_proxy = raw.front_proxy.and_then(|f| self.front_proxy(f));
         let mut upstreams = BTreeMap::new();
         for (name, u) in raw.upstreams {
             if let Some(spec) = self.upstream(&name, u) {
@@ -491,6 +520,7 @@ impl Cx {
             upstreams,
             credentials,
             registry,
+            front_proxy,
             dev_pki,
             warnings: Vec::new(),
             files: Vec::new(),
@@ -566,6 +596,60 @@ impl Cx {
             key: key?,
             client_trust,
             tls13_only,
+        })
+    }
+
+    fn front_proxy(&mut self, f: RawFrontProxy) -> Option<FrontProxy> {
+        let name = f.header.unwrap_or_else(|| "client-cert".to_string());
+        let format = HeaderFormat::parse(&name);
+        if format.is_none() {
+            self.problem(
+                "front_proxy.header",
+                format!("\"{name}\" is not \"client-cert\", \"x-forwarded-client-cert\", \"x-ssl-client-cert\" or \"x-forwarded-tls-client-cert\""),
+            );
+        }
+        if f.trusted_peers.is_empty() {
+            self.problem(
+                "front_proxy.trusted_peers",
+                "required: the addresses (CIDR) of the proxies allowed to forward a certificate",
+            );
+        }
+        let mut trusted_peers = Vec::new();
+        for (i, p) in f.trusted_peers.iter().enumerate() {
+            match Cidr::parse(p) {
+                Some(c) => trusted_peers.push(c),
+                None => self.problem(
+                    &format!("front_proxy.trusted_peers[{i}]"),
+                    format!("\"{p}\" is not an address or CIDR range such as \"10.0.0.0/8\""),
+                ),
+            }
+        }
+        let mut trusted_proxy_certs = HashSet::new();
+        for (i, t) in f.trusted_proxy_certs.iter().enumerate() {
+            match parse_thumbprint(t) {
+                Some(d) => {
+                    trusted_proxy_certs.insert(d);
+                }
+                None => self.problem(
+                    &format!("front_proxy.trusted_proxy_certs[{i}]"),
+                    "not an x5t#S256 (43 base64url characters) or a 64-digit SHA-256 hex thumbprint",
+                ),
+            }
+        }
+        let plain_listen = f
+            .plain_listen
+            .as_deref()
+            .and_then(|l| self.socket_addr("front_proxy.plain_listen", l));
+        if let Some(addr) = plain_listen.filter(|a| !a.ip().is_loopback()) {
+            self.warnings.push(format!(
+                "front_proxy.plain_listen: {addr} is not a loopback address; every peer in trusted_peers can claim any client certificate on it"
+            ));
+        }
+        Some(FrontProxy {
+            format: format?,
+            trusted_peers,
+            trusted_proxy_certs,
+            plain_listen,
         })
     }
 

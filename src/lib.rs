@@ -21,6 +21,7 @@ pub mod commands;
 pub mod config;
 pub mod dn;
 pub mod error;
+pub mod forwarded;
 pub mod identity;
 pub mod idp;
 pub mod listener;

@@ -130,6 +130,10 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
         changed.push("admin.listen");
     }
+    let plain = |c: &Config| c.front_proxy.as_ref().and_then(|f| f.plain_listen);
+    if plain(old) != plain(new) {
+        changed.push("front_proxy.plain_listen");
+    }
     if old.limits.max_connections != new.limits.max_connections {
         changed.push("limits.max_connections");
     }
@@ -193,6 +197,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's bound address.
     pub admin_addr: Option<SocketAddr>,
+    /// The plain listener's bound address (`front_proxy.plain_listen`).
+    pub plain_addr: Option<SocketAddr>,
     /// Bound addresses of embedded identity providers, by upstream name.
     pub idp_addrs: BTreeMap<String, SocketAddr>,
     /// TLS trust anchors of embedded identity providers, by upstream name.
@@ -282,6 +288,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let path = config.source.clone();
     let listen = config.server.listen;
     let admin = config.admin.as_ref().map(|a| a.listen);
+    let plain_listen = config.front_proxy.as_ref().and_then(|f| f.plain_listen);
     let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
     let listener = TcpListener::bind(listen)
         .await
@@ -294,6 +301,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
+    let (plain, plain_addr) = match plain_listen {
+        None => (None, None),
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            tracing::info!(addr = %bound, "plain listener for trusted proxies ready");
+            (Some(l), Some(bound))
+        }
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = match admin {
         None => None,
@@ -329,6 +349,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     others.push(tokio::spawn(watch_files(reloader.clone(), seen)));
     let main = tokio::spawn(accept_loop(
         listener,
+        plain,
         reloader.state.clone(),
         reloader.tls.clone(),
         shutdown_rx,
@@ -338,6 +359,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         admin_addr,
+        plain_addr,
         idp_addrs,
         idp_cas,
         metrics,
@@ -407,6 +429,7 @@ pub fn authority_of(addr: SocketAddr) -> String {
 
 async fn accept_loop(
     listener: TcpListener,
+    plain: Option<TcpListener>,
     state: Arc<ArcSwap<Gateway>>,
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
@@ -420,26 +443,42 @@ async fn accept_loop(
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+        let plain_accept = async {
+            match &plain {
+                Some(l) => l.accept().await,
+                None => std::future::pending().await,
+            }
+        };
+        let (accepted, is_plain) = tokio::select! {
+            a = listener.accept() => (a, false),
+            a = plain_accept => (a, true),
             _ = shutdown.changed() => break,
         };
-        let acceptor = TlsAcceptor::from(tls.load_full());
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
         let state = state.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(tcp, peer, acceptor, state, watcher).await;
-        });
+        if is_plain {
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve_plain(tcp, peer, state, watcher).await;
+            });
+        } else {
+            let acceptor = TlsAcceptor::from(tls.load_full());
+            tokio::spawn(async move {
+                let _permit = permit;
+                serve_connection(tcp, peer, acceptor, state, watcher).await;
+            });
+        }
     }
     drop(listener);
+    drop(plain);
     tracing::info!("stopped accepting; finishing in-flight requests");
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
@@ -489,10 +528,26 @@ async fn serve_connection(
         PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
     });
     drop(gw);
-    let conn = Arc::new(ConnInfo {
+    let conn = ConnInfo {
         peer_addr,
         peer_cert,
-    });
+        plain: false,
+    };
+    serve_http(TokioIo::new(stream), conn, state, &limits, watcher).await;
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy).
+async fn serve_http<I>(
+    io: I,
+    conn: ConnInfo,
+    state: Arc<ArcSwap<Gateway>>,
+    limits: &crate::config::Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let peer_addr = conn.peer_addr;
+    let conn = Arc::new(conn);
     let service = hyper::service::service_fn(move |req| {
         let gw = state.load_full();
         let conn = conn.clone();
@@ -509,8 +564,29 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
         .max_header_list_size(32 * 1024);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
     }
+}
+
+/// The plain-HTTP listener of `front_proxy.plain_listen`.
+async fn serve_plain(
+    tcp: TcpStream,
+    peer_addr: SocketAddr,
+    state: Arc<ArcSwap<Gateway>>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let gw = state.load_full();
+    let metrics = gw.metrics.clone();
+    let _open = ConnectionGuard::new(&metrics.open_connections);
+    let limits = gw.config.limits.clone();
+    drop(gw);
+    let conn = ConnInfo {
+        peer_addr,
+        peer_cert: None,
+        plain: true,
+    };
+    serve_http(TokioIo::new(tcp), conn, state, &limits, watcher).await;
 }

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub config_last_reload_success: Gauge,
     /// `open_connections`.
     pub open_connections: Gauge,
+    /// `forwarded_certificates_total{result}`.
+    pub forwarded_certificates: Family<ResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,7 +122,8 @@ impl Metrics {
         let certificate_expiry = Family::<ExpiryLabels, Gauge>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let config_last_reload_success = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
-        let open_connections = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let open_connections = Gauge::default();
+        let forwarded_certificates = Family::<ResultLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests on the main listeners by route and outcome",
@@ -171,6 +174,11 @@ impl Metrics {
             "Open connections on the main listeners",
             open_connections.clone(),
         );
+        registry.register(
+            "forwarded_certificates",
+            "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)",
+            forwarded_certificates.clone(),
+        );
         config_last_reload_success.set(1);
         Self {
             registry,
@@ -184,6 +192,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             open_connections,
+            forwarded_certificates,
         }
     }
 

@@ -33,13 +33,75 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// A client certificate as the token endpoint sees it: `None` when there is none.
+pub type Presented = Option<Result<Arc<PeerCertificate>, IdentityError>>;
+
 /// What the connection knows about its peer.
 #[derive(Debug)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer_addr: SocketAddr,
-    /// The handshake certificate: `None` when the client sent none.
-    pub peer_cert: Option<Result<Arc<PeerCertificate>, IdentityError>>,
+    /// The handshake certificate: `None` when the client sent none (always on plain HTTP).
+    pub peer_cert: Presented,
+    /// Whether the connection arrived on `front_proxy.plain_listen`.
+    pub plain: bool,
+}
+
+/// Which certificate a request presents (SPEC §3 `[front_proxy]`).
+enum CertSource {
+    /// The TLS handshake's (and any forwarded header is ignored).
+    Handshake,
+    /// A trusted proxy's header: the chain, or why the header was refused.
+    Forwarded(Result<Presented, GatewayError>),
+    /// A plain-listener request from an untrusted peer: refused outright.
+    Denied,
+}
+
+fn cert_source<B>(gw: &Gateway, conn: &ConnInfo, req: &Request<B>) -> CertSource {
+    let Some(fp) = &gw.config.front_proxy else {
+        return CertSource::Handshake;
+    };
+    let peer_trusted = fp.trusts_peer(conn.peer_addr.ip());
+    let has_header = req.headers().contains_key(fp.format.header());
+    let proxy_authenticated = match &conn.peer_cert {
+        Some(Ok(proxy)) => fp.trusted_proxy_certs.contains(&proxy.identity.sha256),
+        _ => false,
+    };
+    let counted = |result: &'static str| {
+        gw.metrics
+            .forwarded_certificates
+            .get_or_create(&crate::metrics::ResultLabels { result })
+            .inc();
+    };
+    if conn.plain && !peer_trusted {
+        counted("denied_peer");
+        tracing::warn!(peer = %conn.peer_addr, "plain listener: request from an untrusted peer refused");
+        return CertSource::Denied;
+    }
+    if !conn.plain && !(peer_trusted && proxy_authenticated) {
+        if has_header {
+            counted("ignored");
+            tracing::warn!(
+                peer = %conn.peer_addr,
+                header = fp.format.header(),
+                "forwarded certificate header ignored: the peer is not an authenticated trusted proxy"
+            );
+        }
+        return CertSource::Handshake;
+    }
+    let read = crate::forwarded::read(fp.format, req.headers())
+        .map_err(|e| GatewayError::invalid_request(e.to_string()))
+        .map(|chain| {
+            chain.map(|chain| {
+                PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
+            })
+        });
+    counted(match &read {
+        Ok(Some(_)) => "accepted",
+        Ok(None) => "absent",
+        Err(_) => "refused",
+    });
+    CertSource::Forwarded(read)
 }
 
 enum Route<'a> {
@@ -132,10 +194,30 @@ where
     let started = Instant::now();
     let id = request_id(&req);
     let path = req.uri().path().to_string();
+    let source = cert_source(&gw, &conn, &req);
     let (mut response, route_label, outcome) = match route(&path) {
+        _ if matches!(source, CertSource::Denied) => {
+            let e = GatewayError::new(
+                ErrorKind::Forbidden,
+                "this listener serves trusted proxies only",
+            );
+            let label = match route(&path) {
+                Route::Token(..) => "token",
+                Route::Metadata(_) => "metadata",
+                Route::NotFound => "other",
+            };
+            (error_response(&e, ""), label, e.kind.outcome())
+        }
         Route::Token(which, tenant) => {
             let mut audit = Audit::default();
-            let result = token::handle(&gw, &conn, which, tenant, req, &mut audit).await;
+            let presented = match source {
+                CertSource::Forwarded(read) => {
+                    audit.forwarded = true;
+                    read
+                }
+                _ => Ok(conn.peer_cert.clone()),
+            };
+            let result = token::handle(&gw, presented, which, tenant, req, &mut audit).await;
             let (mut response, outcome, reason) = match result {
                 Ok(r) => {
                     let outcome = if r.status().is_success() {
@@ -209,6 +291,7 @@ fn log_audit(
                 peer = %conn.peer_addr,
                 client_id = audit.client_id.as_deref(),
                 auth_method = audit.method,
+                cert_source = if audit.forwarded { "forwarded" } else { "handshake" },
                 cert_x5t_s256 = audit.x5t_s256.as_deref(),
                 cert_subject = audit.subject.as_deref(),
                 authenticated = audit.authenticated,

@@ -12,7 +12,7 @@ use crate::assertion::ASSERTION_TYPE;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::{UpstreamLabels, UpstreamNameLabels};
 use crate::registry::{AuthFailure, Registration};
-use crate::service::{ConnInfo, Gateway};
+use crate::service::{Gateway, Presented};
 use crate::upstream::TokenRoute;
 
 /// What the audit event of one token request records. Never a token, assertion or secret.
@@ -32,6 +32,8 @@ pub struct Audit {
     pub upstream_ms: Option<f64>,
     /// Whether the client authenticated (certificate matched its registration).
     pub authenticated: bool,
+    /// Whether the certificate came from a trusted proxy's header.
+    pub forwarded: bool,
 }
 
 /// A parsed `application/x-www-form-urlencoded` body.
@@ -265,11 +267,12 @@ fn registration<'g>(
 /// Steps 7 and 8: a certificate is present, trusted, and bound to this client. A failure
 /// carries its `client_auth_total` result label.
 fn authenticate(
-    conn: &ConnInfo,
+    presented: Result<Presented, GatewayError>,
     reg: &Registration,
     audit: &mut Audit,
 ) -> Result<(), (&'static str, GatewayError)> {
-    let peer = match &conn.peer_cert {
+    let presented = presented.map_err(|e| ("bad_certificate", e))?;
+    let peer = match &presented {
         None => {
             return Err((
                 "no_certificate",
@@ -361,7 +364,7 @@ fn forward_form(form: &Form<'_>, assertion: &str) -> Bytes {
 /// Handles one token request. Errors are rendered by the caller.
 pub async fn handle<B>(
     gw: &Gateway,
-    conn: &ConnInfo,
+    presented: Result<Presented, GatewayError>,
     route: TokenRoute,
     tenant: Option<&str>,
     req: Request<B>,
@@ -383,7 +386,7 @@ where
         }
     })?;
     audit.method = Some(reg.method.name());
-    let decision = authenticate(conn, reg, audit);
+    let decision = authenticate(presented, reg, audit);
     gw.metrics.client_auth(
         Some(&reg.client_id),
         decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
