@@ -11,6 +11,8 @@ mod cli;
 mod config;
 #[path = "gateway/examples.rs"]
 mod examples;
+#[path = "gateway/front_proxy.rs"]
+mod front_proxy;
 #[path = "gateway/idp.rs"]
 mod idp;
 #[path = "gateway/logs.rs"]
@@ -19,6 +21,8 @@ mod logs;
 mod matching;
 #[path = "gateway/metadata.rs"]
 mod metadata;
+#[path = "gateway/nginx.rs"]
+mod nginx;
 #[path = "gateway/operations.rs"]
 mod operations;
 #[path = "gateway/tls.rs"]
