@@ -78,7 +78,9 @@ fn cert_source<B>(gw: &Gateway, conn: &ConnInfo, req: &Request<B>) -> CertSource
         tracing::warn!(peer = %conn.peer_addr, "plain listener: request from an untrusted peer refused");
         return CertSource::Denied;
     }
-    if !conn.plain && !(peer_trusted && proxy_authenticated) {
+    // On the mTLS listener, only a trusted peer that authenticated as a trusted proxy may forward.
+    let may_forward = conn.plain || (peer_trusted && proxy_authenticated);
+    if !may_forward {
         if has_header {
             counted("ignored");
             tracing::warn!(
