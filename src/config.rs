@@ -227,6 +227,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time in-flight requests get on shutdown.
     pub shutdown_grace: Duration,
+    /// Default per-client rate limit (`"20/s"`), if any.
+    pub rate_limit: Option<String>,
 }
 
 /// How to reach one upstream identity provider.
@@ -497,7 +499,13 @@ impl Cx {
                 self.problem(&key, "client_id is registered more than once");
                 continue;
             }
-            if let Some(reg) = self.client(&key, c, &upstreams, &credentials) {
+            if let Some(reg) = self.client(
+                &key,
+                c,
+                &upstreams,
+                &credentials,
+                limits.rate_limit.as_deref(),
+            ) {
                 registry.insert(reg);
             }
         }
@@ -654,11 +662,11 @@ impl Cx {
     }
 
     fn limits(&mut self, l: RawLimits) -> Limits {
-        if l.rate_limit.as_deref().is_some_and(|r| !r.is_empty()) {
-            self.problem(
-                "limits.rate_limit",
-                "rate limiting is not supported by this version; leave it empty",
-            );
+        let rate_limit = l.rate_limit.filter(|r| !r.trim().is_empty());
+        if let Some(r) = &rate_limit {
+            if let Err(e) = crate::registry::RateLimit::parse(r) {
+                self.problem("limits.rate_limit", e);
+            }
         }
         let max_connections = l.max_connections.unwrap_or(10_000);
         if max_connections == 0 {
@@ -686,6 +694,7 @@ impl Cx {
                 l.shutdown_grace.as_deref(),
                 Duration::from_secs(30),
             ),
+            rate_limit,
         }
     }
 
@@ -868,6 +877,7 @@ impl Cx {
         c: RawClient,
         upstreams: &BTreeMap<String, UpstreamSpec>,
         credentials: &BTreeMap<String, Arc<Signer>>,
+        default_rate: Option<&str>,
     ) -> Option<Registration> {
         let mut ok = true;
         if c.client_id.trim().is_empty() || c.client_id.chars().any(char::is_control) {
@@ -892,12 +902,18 @@ impl Cx {
             );
             ok = false;
         }
-        if c.rate_limit.as_deref().is_some_and(|r| !r.is_empty()) {
-            self.problem(
-                &format!("{key}.rate_limit"),
-                "rate limiting is not supported by this version",
-            );
-        }
+        // A client's own rate_limit overrides the default; "" turns it off for this client.
+        let rate_limit = match c.rate_limit.as_deref().or(default_rate) {
+            Some(r) if !r.trim().is_empty() => match crate::registry::RateLimit::parse(r) {
+                Ok(limit) => Some(limit),
+                Err(e) => {
+                    self.problem(&format!("{key}.rate_limit"), e);
+                    ok = false;
+                    None
+                }
+            },
+            _ => None,
+        };
         if c.cache_tokens {
             self.problem(
                 &format!("{key}.cache_tokens"),
@@ -1054,6 +1070,7 @@ impl Cx {
             method,
             grant_types: grant_types.into_iter().collect(),
             scopes: c.scopes.into_iter().collect(),
+            rate_limit,
         })
     }
 

@@ -533,7 +533,99 @@ async fn serve_connection(
         peer_cert,
         plain: false,
     };
-    serve_http(TokioIo::new(stream), conn, state, &limits, watcher).await;
+    let io = FirstByteDeadline::new(stream, limits.header_read_timeout);
+    serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
+}
+
+/// Fails a connection's reads with `TimedOut` when its first byte does not arrive in time.
+///
+/// hyper-util's auto builder waits for the first bytes (to tell HTTP/1 from HTTP/2) without a
+/// timeout, and hyper's `header_read_timeout` starts only after them: without this, a client that
+/// completes the handshake and then sends nothing holds a connection slot forever.
+struct FirstByteDeadline<I> {
+    inner: I,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> FirstByteDeadline<I> {
+    fn new(inner: I, within: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByteDeadline<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request within header_read_timeout",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadline<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy).
@@ -563,7 +655,10 @@ async fn serve_http<I>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
-        .max_header_list_size(32 * 1024);
+        .max_header_list_size(32 * 1024)
+        // Detect dead peers; a live HTTP/2 client may keep an idle connection (max_connections bounds them).
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
@@ -588,5 +683,6 @@ async fn serve_plain(
         peer_cert: None,
         plain: true,
     };
-    serve_http(TokioIo::new(tcp), conn, state, &limits, watcher).await;
+    let io = FirstByteDeadline::new(tcp, limits.header_read_timeout);
+    serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
 }

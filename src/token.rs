@@ -392,6 +392,19 @@ where
         decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
     );
     decision.map_err(|(_, e)| e)?;
+    if let Some(limit) = &reg.rate_limit {
+        if let Err(wait) = limit.check() {
+            let mut e = GatewayError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "this client exceeded its rate limit of {}; retry later",
+                    limit.text
+                ),
+            );
+            e.retry_after = Some(wait);
+            return Err(e);
+        }
+    }
     authorize(reg, grant_type, form.get("scope"))?;
 
     let upstream = gw.upstreams.get(&reg.upstream).ok_or_else(|| {

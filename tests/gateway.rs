@@ -15,6 +15,8 @@ mod examples;
 mod front_proxy;
 #[path = "gateway/idp.rs"]
 mod idp;
+#[path = "gateway/limits.rs"]
+mod limits;
 #[path = "gateway/logs.rs"]
 mod logs;
 #[path = "gateway/matching.rs"]
