@@ -240,3 +240,122 @@ pub fn uuid_v4(rng: &dyn SecureRandom) -> Result<String, aws_lc_rs::error::Unspe
         &h[20..32]
     ))
 }
+
+/// Seconds before `exp` at which a reused assertion is re-signed.
+pub const REUSE_MARGIN_SECS: u64 = 60;
+
+/// While one caller re-signs, others keep the old assertion if it has at least this long left.
+const STALE_OK_SECS: u64 = 10;
+
+/// `reuse_assertion = true`: one signed assertion per audience, reused until
+/// [`REUSE_MARGIN_SECS`] before its `exp`. When it nears expiry exactly one caller re-signs; the
+/// others keep using the still-valid one meanwhile, so there is no thundering herd of signatures.
+/// Entra does not check `jti`; identity providers that do must not use this.
+#[derive(Debug, Default)]
+pub struct AssertionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Reusable>>>,
+}
+
+#[derive(Debug)]
+struct Reusable {
+    jwt: std::sync::Arc<str>,
+    exp: u64,
+    refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl AssertionCache {
+    /// The assertion to send for (`client_id`, `aud`) at `now` (seconds since the epoch).
+    pub fn get(
+        &self,
+        signer: &Signer,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<std::sync::Arc<str>, aws_lc_rs::error::Unspecified> {
+        use std::sync::atomic::Ordering;
+        let current = self.entries.lock().ok().and_then(|m| m.get(aud).cloned());
+        if let Some(c) = &current {
+            if now + REUSE_MARGIN_SECS < c.exp {
+                return Ok(c.jwt.clone());
+            }
+            if now + STALE_OK_SECS < c.exp && c.refreshing.swap(true, Ordering::AcqRel) {
+                return Ok(c.jwt.clone());
+            }
+        }
+        let jwt: std::sync::Arc<str> = signer.sign_at(client_id, aud, now)?.into();
+        let fresh = std::sync::Arc::new(Reusable {
+            jwt: jwt.clone(),
+            exp: now + LIFETIME_SECS,
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+        });
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(aud.to_string(), fresh);
+        }
+        Ok(jwt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::pem::PemObject as _;
+
+    fn signer() -> Signer {
+        let pem = crate::pki::signing_credential("test").unwrap();
+        let cert = CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+        Signer::new(cert, &key, Alg::Rs256).unwrap()
+    }
+
+    #[test]
+    fn a_reused_assertion_is_resigned_60_seconds_before_exp() {
+        let signer = signer();
+        let cache = AssertionCache::default();
+        let t0 = 1_800_000_000;
+        let first = cache.get(&signer, "c", "aud", t0).unwrap();
+        let last_reuse = t0 + LIFETIME_SECS - REUSE_MARGIN_SECS - 1;
+        assert_eq!(cache.get(&signer, "c", "aud", last_reuse).unwrap(), first);
+        let renewed = cache.get(&signer, "c", "aud", last_reuse + 1).unwrap();
+        assert_ne!(renewed, first, "re-signed inside the margin");
+        // The new one is reused in turn, and audiences do not share.
+        assert_eq!(
+            cache.get(&signer, "c", "aud", last_reuse + 2).unwrap(),
+            renewed
+        );
+        assert_ne!(
+            cache.get(&signer, "c", "other", last_reuse + 2).unwrap(),
+            renewed
+        );
+    }
+
+    #[test]
+    fn one_caller_resigns_while_others_keep_the_valid_assertion() {
+        let signer = signer();
+        let cache = AssertionCache::default();
+        let t0 = 1_800_000_000;
+        let first = cache.get(&signer, "c", "aud", t0).unwrap();
+        let near = t0 + LIFETIME_SECS - 30;
+        // Another caller is already re-signing: this one keeps the old, still-valid assertion.
+        if let Some(entry) = cache.entries.lock().unwrap().get("aud") {
+            entry
+                .refreshing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        assert_eq!(cache.get(&signer, "c", "aud", near).unwrap(), first);
+        // Too close to exp to keep using it: sign regardless.
+        assert_ne!(
+            cache
+                .get(&signer, "c", "aud", t0 + LIFETIME_SECS - 5)
+                .unwrap(),
+            first
+        );
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let id = uuid_v4(&SystemRandom::new()).unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+}

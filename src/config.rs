@@ -356,7 +356,17 @@ pub fn load_with(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
-    let raw: RawConfig = toml::from_str(&text).map_err(|e| fail(vec![toml_error(&e)]))?;
+    load_str(&text, path, env)
+}
+
+/// Validates configuration `text` as if read from `path` (relative paths resolve against its
+/// folder). For callers that hold the text already, and for fuzzing.
+pub fn load_str(text: &str, path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let fail = |problems| ConfigErrors {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_error(&e)]))?;
     let mut cx = Cx {
         base: base_dir(path),
         problems: Vec::new(),
@@ -428,7 +438,28 @@ impl Cx {
         }
     }
 
+    /// Warns when a file holding a private key is readable by group or others.
+    fn check_private(&mut self, key: &str, p: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let full = self.path(p);
+            if let Ok(meta) = std::fs::metadata(&full) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    self.warnings.push(format!(
+                        "{key}: {} holds a private key and is readable by group or others (mode {mode:o}); chmod 600 it",
+                        full.display()
+                    ));
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (key, p);
+    }
+
     fn private_key(&mut self, key: &str, p: &Path) -> Option<PrivateKeyDer<'static>> {
+        self.check_private(key, p);
         let bytes = self.read(key, p)?;
         match PrivateKeyDer::from_pem_slice(&bytes) {
             Ok(k) => Some(k),
@@ -788,10 +819,10 @@ impl Cx {
                 return None;
             }
         };
-        if u.reuse_assertion {
+        if u.reuse_assertion && matches!(kind, UpstreamKind::Embedded { .. }) {
             self.problem(
                 &format!("{key}.reuse_assertion"),
-                "assertion reuse is not supported by this version; leave it false",
+                "Entra only: the embedded identity provider refuses a replayed jti",
             );
         }
         Some(UpstreamSpec {
@@ -799,7 +830,7 @@ impl Cx {
             kind,
             timeout,
             ca,
-            reuse_assertion: false,
+            reuse_assertion: u.reuse_assertion,
         })
     }
 
@@ -845,6 +876,7 @@ impl Cx {
                     );
                     return None;
                 };
+                self.check_private(&format!("{key}.pkcs12"), &p12);
                 let bytes = self.read(&format!("{key}.pkcs12"), &p12)?;
                 match read_pkcs12(&bytes, &password) {
                     Ok(pair) => pair,
@@ -914,11 +946,14 @@ impl Cx {
             },
             _ => None,
         };
-        if c.cache_tokens {
-            self.problem(
-                &format!("{key}.cache_tokens"),
-                "the token cache is not supported by this version; leave it false",
-            );
+        if c.cache_tokens
+            && c.grant_types
+                .as_ref()
+                .is_some_and(|g| !g.iter().any(|g| g == "client_credentials"))
+        {
+            self.warnings.push(format!(
+                "{key}.cache_tokens: only client_credentials tokens are cached, and this client may not use that grant"
+            ));
         }
         let selectors: Vec<(&str, &String)> = [
             (
@@ -1071,6 +1106,8 @@ impl Cx {
             grant_types: grant_types.into_iter().collect(),
             scopes: c.scopes.into_iter().collect(),
             rate_limit,
+            assertions: Default::default(),
+            token_cache: c.cache_tokens.then(crate::cache::TokenCache::default),
         })
     }
 

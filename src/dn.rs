@@ -101,7 +101,7 @@ pub fn normalize_value(value: &str) -> String {
 impl DistinguishedName {
     /// Parses an RFC 4514 string (most specific RDN first, e.g. `CN=app,O=Contoso,C=US`).
     pub fn parse_rfc4514(input: &str) -> Result<Self, DnError> {
-        let trimmed = input.trim();
+        let trimmed = trim_unescaped(input);
         if trimmed.is_empty() {
             return Err(DnError::Empty);
         }
@@ -163,6 +163,28 @@ impl DistinguishedName {
                 .any(|a| a.oid == "2.5.4.6" || a.oid == "0.9.2342.19200300.100.1.25")
             && last_written.iter().any(|a| a.oid == "2.5.4.3")
     }
+}
+
+/// Trims surrounding white space, keeping a trailing space that a backslash escapes
+/// (`CN=a\\ ` ends with an escaped space, RFC 4514 §2.4).
+fn trim_unescaped(s: &str) -> &str {
+    let s = s.trim_start();
+    let mut end = s.len();
+    while let Some(c) = s[..end].chars().next_back() {
+        if !c.is_whitespace() {
+            break;
+        }
+        let backslashes = s[..end - c.len_utf8()]
+            .bytes()
+            .rev()
+            .take_while(|b| *b == b'\\')
+            .count();
+        if backslashes % 2 == 1 {
+            break;
+        }
+        end -= c.len_utf8();
+    }
+    &s[..end]
 }
 
 /// Splits at `sep` where it is not escaped by a backslash.
@@ -407,6 +429,16 @@ mod tests {
         assert!(written.is_reverse_of(&right));
         assert!(written.looks_reversed());
         assert!(!right.looks_reversed());
+    }
+
+    #[test]
+    fn an_escaped_trailing_space_survives_trimming() {
+        // Found by the dn fuzz target: printing "E " gives `CN=E\ `, which must parse back.
+        let printed = to_rfc4514(vec![vec![("2.5.4.3", "E ")]]);
+        assert_eq!(printed, r"CN=E\ ");
+        assert_eq!(dn(&printed), dn("CN=E"));
+        assert_eq!(dn("  CN=E\\ \t "), dn("CN=E"));
+        assert!(DistinguishedName::parse_rfc4514(r"CN=E\\ ").is_ok());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod assertion;
+pub mod cache;
 pub mod client;
 pub mod commands;
 pub mod config;

@@ -94,6 +94,12 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// `forwarded_certificates_total{result}`.
     pub forwarded_certificates: Family<ResultLabels, Counter>,
+    /// `token_cache_hits_total`.
+    pub token_cache_hits: Counter,
+    /// `token_cache_misses_total`.
+    pub token_cache_misses: Counter,
+    /// `token_cache_evictions_total`.
+    pub token_cache_evictions: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +130,24 @@ impl Metrics {
         let config_last_reload_success = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
         let open_connections = Gauge::default();
         let forwarded_certificates = Family::<ResultLabels, Counter>::default();
+        let token_cache_hits = Counter::default();
+        let token_cache_misses = Counter::default();
+        let token_cache_evictions = Counter::default();
+        registry.register(
+            "token_cache_hits",
+            "Token requests answered from a client's token cache",
+            token_cache_hits.clone(),
+        );
+        registry.register(
+            "token_cache_misses",
+            "Token requests of cache_tokens clients forwarded to the upstream",
+            token_cache_misses.clone(),
+        );
+        registry.register(
+            "token_cache_evictions",
+            "Token cache entries dropped to stay within the per-client bound",
+            token_cache_evictions.clone(),
+        );
         registry.register(
             "requests",
             "Requests on the main listeners by route and outcome",
@@ -193,6 +217,9 @@ impl Metrics {
             config_last_reload_success,
             open_connections,
             forwarded_certificates,
+            token_cache_hits,
+            token_cache_misses,
+            token_cache_evictions,
         }
     }
 

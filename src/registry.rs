@@ -60,6 +60,10 @@ pub struct Registration {
     pub scopes: HashSet<String>,
     /// Its rate limit (its own `rate_limit`, else `[limits] rate_limit`), if any.
     pub rate_limit: Option<RateLimit>,
+    /// Signed assertions kept for reuse (used when its upstream has `reuse_assertion`).
+    pub assertions: crate::assertion::AssertionCache,
+    /// Its token cache (`cache_tokens = true`).
+    pub token_cache: Option<crate::cache::TokenCache>,
 }
 
 /// A per-client rate limit: `N/s`, `N/m` or `N/h`, with a burst of N.

@@ -294,6 +294,7 @@ fn log_audit(
                 client_id = audit.client_id.as_deref(),
                 auth_method = audit.method,
                 cert_source = if audit.forwarded { "forwarded" } else { "handshake" },
+                token_cache = audit.cache,
                 cert_x5t_s256 = audit.x5t_s256.as_deref(),
                 cert_subject = audit.subject.as_deref(),
                 authenticated = audit.authenticated,

@@ -34,6 +34,8 @@ pub struct Audit {
     pub authenticated: bool,
     /// Whether the certificate came from a trusted proxy's header.
     pub forwarded: bool,
+    /// `hit` or `miss` when the client's token cache was consulted.
+    pub cache: Option<&'static str>,
 }
 
 /// A parsed `application/x-www-form-urlencoded` body.
@@ -418,7 +420,68 @@ where
             "this client's identity provider has no such endpoint; use /token",
         )
     })?;
-    let assertion = reg.credential.sign(client_id, url).map_err(|_| {
+    if let (Some(cache), "client_credentials") = (&reg.token_cache, grant_type) {
+        let key = crate::cache::CacheKey::new(
+            url,
+            form.get("scope"),
+            form.get("resource"),
+            audit.x5t_s256.as_deref().unwrap_or_default(),
+        );
+        let now = now_secs() as u64;
+        let (slot, evicted) = cache.slot(&key, now);
+        if evicted > 0 {
+            gw.metrics.token_cache_evictions.inc_by(evicted as u64);
+        }
+        // Concurrent misses for one key wait here for a single upstream call.
+        let mut entry = slot.lock().await;
+        let now = now_secs() as u64;
+        if let Some(hit) = entry.as_ref().filter(|e| e.fresh(now)) {
+            gw.metrics.token_cache_hits.inc();
+            audit.cache = Some("hit");
+            let mut response = Response::builder().status(http::StatusCode::OK);
+            if let Some(ct) = &hit.content_type {
+                response = response.header(CONTENT_TYPE, ct);
+            }
+            return response.body(Full::new(hit.body_at(now))).map_err(|e| {
+                GatewayError::new(ErrorKind::Unavailable, "internal error")
+                    .with_reason(e.to_string())
+            });
+        }
+        gw.metrics.token_cache_misses.inc();
+        audit.cache = Some("miss");
+        let answer = forward(gw, reg, upstream, url, client_id, &form, audit).await?;
+        *entry = if answer.status == http::StatusCode::OK {
+            crate::cache::Entry::from_answer(
+                &answer.body,
+                answer.content_type.clone(),
+                now_secs() as u64,
+            )
+        } else {
+            None
+        };
+        return relay(answer);
+    }
+    let answer = forward(gw, reg, upstream, url, client_id, &form, audit).await?;
+    relay(answer)
+}
+
+/// Steps 10 and 11: sign (or reuse) the assertion, forward, and count the exchange.
+async fn forward(
+    gw: &Gateway,
+    reg: &Registration,
+    upstream: &crate::upstream::Upstream,
+    url: &str,
+    client_id: &str,
+    form: &Form<'_>,
+    audit: &mut Audit,
+) -> Result<crate::upstream::UpstreamResponse, GatewayError> {
+    let signed = if upstream.spec.reuse_assertion {
+        reg.assertions
+            .get(&reg.credential, client_id, url, now_secs() as u64)
+    } else {
+        reg.credential.sign(client_id, url).map(Into::into)
+    };
+    let assertion = signed.map_err(|_| {
         GatewayError::new(
             ErrorKind::Unavailable,
             "the client assertion could not be signed",
@@ -426,7 +489,7 @@ where
     })?;
     let started = Instant::now();
     let result = upstream
-        .post_form(url, forward_form(&form, &assertion))
+        .post_form(url, forward_form(form, &assertion))
         .await;
     let elapsed = started.elapsed();
     audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
@@ -461,6 +524,11 @@ where
         .with_reason(f.to_string()),
     })?;
     audit.upstream_status = Some(answer.status.as_u16());
+    Ok(answer)
+}
+
+/// The upstream's answer as the client receives it: status, `Content-Type`, `Retry-After`, body.
+fn relay(answer: crate::upstream::UpstreamResponse) -> Result<Response<Full<Bytes>>, GatewayError> {
     let mut response = Response::builder().status(answer.status);
     if let Some(ct) = answer.content_type {
         response = response.header(CONTENT_TYPE, ct);

@@ -27,6 +27,8 @@ mod metadata;
 mod nginx;
 #[path = "gateway/operations.rs"]
 mod operations;
+#[path = "gateway/reuse_and_cache.rs"]
+mod reuse_and_cache;
 #[path = "gateway/tls.rs"]
 mod tls;
 #[path = "gateway/token.rs"]

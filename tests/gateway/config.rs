@@ -151,3 +151,31 @@ fn durations_and_limits_have_their_defaults() {
         std::time::Duration::from_secs(10)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn private_keys_readable_by_others_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let key = setup.dir.path("signing-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        setup.dir.path("server-key.pem"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let config = mtls_gateway::config::load(&setup.write()).unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("credentials.dev.key") && w.contains("chmod 600")),
+        "{:?}",
+        config.warnings
+    );
+    assert!(
+        !config.warnings.iter().any(|w| w.contains("server.key")),
+        "{:?}",
+        config.warnings
+    );
+}

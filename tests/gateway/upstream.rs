@@ -113,3 +113,21 @@ async fn an_oversized_upstream_answer_is_not_relayed() {
     .await;
     assert_error(&answer, 502, "temporarily_unavailable");
 }
+
+#[tokio::test]
+async fn nothing_is_retried_once_the_upstream_was_reached() {
+    use std::sync::atomic::Ordering;
+    for (behaviour, timeout, status) in [
+        (Behaviour::Garbage, "2s", 502),
+        (Behaviour::ResetMidBody, "2s", 502),
+        (Behaviour::Silent, "300ms", 504),
+    ] {
+        let (answer, upstream) = through(behaviour.clone(), timeout).await;
+        assert_eq!(answer.status.as_u16(), status, "{behaviour:?}");
+        assert_eq!(
+            upstream.connections.load(Ordering::SeqCst),
+            1,
+            "{behaviour:?} was retried"
+        );
+    }
+}

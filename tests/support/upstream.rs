@@ -30,6 +30,8 @@ pub enum Behaviour {
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub forms: Arc<Mutex<Vec<(String, String)>>>,
+    /// TCP connections accepted.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -67,11 +69,14 @@ impl FakeUpstream {
         let addr = listener.local_addr().unwrap();
         let forms: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let recorded = forms.clone();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 let behaviour = behaviour.clone();
                 let recorded = recorded.clone();
@@ -95,9 +100,21 @@ impl FakeUpstream {
                         }
                         Behaviour::Delayed(ms, status, body) => {
                             let service = hyper::service::service_fn(
-                                move |_req: http::Request<hyper::body::Incoming>| {
+                                move |req: http::Request<hyper::body::Incoming>| {
                                     let body = body.clone();
+                                    let recorded = recorded.clone();
                                     async move {
+                                        let path = req.uri().path().to_string();
+                                        let form = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes())
+                                            .unwrap_or_default();
+                                        recorded.lock().unwrap().push((
+                                            path,
+                                            String::from_utf8_lossy(&form).into_owned(),
+                                        ));
                                         tokio::time::sleep(std::time::Duration::from_millis(ms))
                                             .await;
                                         Ok::<_, Infallible>(
@@ -152,7 +169,12 @@ impl FakeUpstream {
                 });
             }
         });
-        Self { addr, forms, task }
+        Self {
+            addr,
+            forms,
+            connections,
+            task,
+        }
     }
 }
 

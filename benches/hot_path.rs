@@ -1,0 +1,189 @@
+//! Micro-benchmarks of the per-request work: assertion signing (against a raw aws-lc-rs RSA
+//! signature and a naive jsonwebtoken call that parses the key each time), identity extraction,
+//! chain verification, registry lookup + match at 1, 100 and 10,000 clients, form parsing.
+//!   cargo bench --bench hot_path
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use mtls_gateway::assertion::{Alg, Signer};
+use mtls_gateway::dn::DistinguishedName;
+use mtls_gateway::identity::ClientIdentity;
+use mtls_gateway::pki;
+use mtls_gateway::registry::{AuthMethod, Registration, Registry, Selector};
+use mtls_gateway::tls::verifier::{ClientTrust, PeerCertificate};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+const AUD: &str = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token";
+const CLIENT: &str = "6f1c1a8e-1111-2222-3333-444455556666";
+
+struct Fixture {
+    signing: pki::Pem,
+    ca: pki::Pem,
+    client: pki::Pem,
+}
+
+fn fixture() -> Fixture {
+    let ca = pki::Ca::new("bench CA").unwrap();
+    let client = ca
+        .issue(&pki::client_params(
+            &[
+                (rcgen::DnType::OrganizationName, "Contoso"),
+                (rcgen::DnType::CommonName, "billing-legacy"),
+            ],
+            vec![rcgen::SanType::DnsName(
+                "billing.contoso.internal".try_into().unwrap(),
+            )],
+        ))
+        .unwrap();
+    Fixture {
+        signing: pki::signing_credential("bench signing").unwrap(),
+        ca: ca.pem.clone(),
+        client,
+    }
+}
+
+fn der(pem: &str) -> CertificateDer<'static> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+fn signing(c: &mut Criterion, f: &Fixture) {
+    let cert = der(&f.signing.cert);
+    let key = PrivateKeyDer::from_pem_slice(f.signing.key.as_bytes()).unwrap();
+    let rs256 = Signer::new(cert.clone(), &key, Alg::Rs256).unwrap();
+    let ps256 = Signer::new(cert, &key, Alg::Ps256).unwrap();
+    let raw = match &key {
+        PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).unwrap(),
+        _ => unreachable!("rcgen writes PKCS#8"),
+    };
+    let rng = SystemRandom::new();
+    let message = vec![b'a'; 600];
+    let mut group = c.benchmark_group("assertion");
+    group.bench_function("raw_rsa2048_pkcs1_sha256_signature", |b| {
+        let mut sig = vec![0u8; raw.public_modulus_len()];
+        b.iter(|| {
+            raw.sign(&RSA_PKCS1_SHA256, &rng, black_box(&message), &mut sig)
+                .unwrap()
+        })
+    });
+    group.bench_function("rs256_signer", |b| {
+        b.iter(|| {
+            rs256
+                .sign_at(black_box(CLIENT), AUD, 1_800_000_000)
+                .unwrap()
+        })
+    });
+    group.bench_function("ps256_signer", |b| {
+        b.iter(|| {
+            ps256
+                .sign_at(black_box(CLIENT), AUD, 1_800_000_000)
+                .unwrap()
+        })
+    });
+    let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(f.signing.key.as_bytes()).unwrap();
+    let claims = serde_json::json!({"aud": AUD, "iss": CLIENT, "sub": CLIENT, "jti": "x", "nbf": 1, "exp": 2});
+    group.bench_function("jsonwebtoken_rs256_key_parsed_per_call", |b| {
+        b.iter(|| {
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                black_box(&claims),
+                &encoding,
+            )
+            .unwrap()
+        })
+    });
+    let reuse = mtls_gateway::assertion::AssertionCache::default();
+    group.bench_function("rs256_reused", |b| {
+        b.iter(|| {
+            reuse
+                .get(&rs256, black_box(CLIENT), AUD, 1_800_000_000)
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn identity(c: &mut Criterion, f: &Fixture) {
+    let leaf = der(&f.client.cert);
+    let trust = ClientTrust::new(vec![der(&f.ca.cert)], vec![], vec![]).unwrap();
+    let mut group = c.benchmark_group("certificate");
+    group.bench_function("identity_from_der", |b| {
+        b.iter(|| ClientIdentity::from_der(black_box(leaf.clone())).unwrap())
+    });
+    group.bench_function("peer_certificate_with_chain_verification", |b| {
+        b.iter(|| PeerCertificate::new(black_box(std::slice::from_ref(&leaf)), &trust).unwrap())
+    });
+    group.finish();
+}
+
+fn registry(c: &mut Criterion, f: &Fixture) {
+    let cert = der(&f.signing.cert);
+    let key = PrivateKeyDer::from_pem_slice(f.signing.key.as_bytes()).unwrap();
+    let signer = Arc::new(Signer::new(cert, &key, Alg::Rs256).unwrap());
+    let trust = ClientTrust::new(vec![der(&f.ca.cert)], vec![], vec![]).unwrap();
+    let peer = PeerCertificate::new(&[der(&f.client.cert)], &trust).unwrap();
+    let mut group = c.benchmark_group("registry_lookup_and_match");
+    for n in [1usize, 100, 10_000] {
+        let mut registry = Registry::default();
+        for i in 0..n {
+            let id = if i == n / 2 {
+                CLIENT.to_string()
+            } else {
+                format!("client-{i:05}")
+            };
+            registry.insert(Registration {
+                client_id: id,
+                upstream: "contoso".into(),
+                credential: signer.clone(),
+                method: AuthMethod::Pki {
+                    selector: Selector::SubjectDn(
+                        DistinguishedName::parse_rfc4514("CN=billing-legacy,O=Contoso").unwrap(),
+                    ),
+                    pin: None,
+                },
+                grant_types: HashSet::from(["client_credentials".to_string()]),
+                scopes: HashSet::new(),
+                rate_limit: None,
+                assertions: Default::default(),
+                token_cache: None,
+            });
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(n), &registry, |b, r| {
+            b.iter(|| {
+                r.get(black_box(CLIENT))
+                    .unwrap()
+                    .authenticate(&peer, 1_800_000_000)
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn form(c: &mut Criterion) {
+    let body = format!("grant_type=client_credentials&client_id={CLIENT}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default");
+    c.bench_function("form_parse", |b| {
+        b.iter(|| {
+            mtls_gateway::token::parse_form(black_box(body.as_bytes()))
+                .unwrap()
+                .pairs
+                .len()
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let f = fixture();
+    signing(c, &f);
+    identity(c, &f);
+    registry(c, &f);
+    form(c);
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

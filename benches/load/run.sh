@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark: mtls-gateway and nginx (the reference: terminate mTLS and forward)
+# side by side, in one run, with the same PKI, upstream, load generator and CPU pinning.
+# Method and targets: ../shared/BENCH.md; results go to docs/performance.md.
+#
+#   benches/load/run.sh            (PHASE_SECONDS=10 CONCURRENCY=32 IDLE_CONNECTIONS=10000)
+#
+# Loopback only; bounded in time (about 3 minutes plus the release build); stops only what it
+# started. Server side (gateway or nginx) on core 0; load generator and upstream on core 1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PHASE=${PHASE_SECONDS:-10}
+C=${CONCURRENCY:-32}
+IDLE=${IDLE_CONNECTIONS:-10000}
+ulimit -n 65536
+
+command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+command -v taskset >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
+cargo build --release --locked --bin mtls-gateway --example loadgen
+GW=target/release/mtls-gateway
+LG=target/release/examples/loadgen
+
+work=$(mktemp -d /tmp/mtls-gateway-bench.XXXXXX)
+started=()
+cleanup() {
+  for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+"$GW" dev-pki --out "$work/pki" >/dev/null
+P=$work/pki
+UPORT=$(free_port); GPORT=$(free_port); NPORT=$(free_port)
+
+taskset -c 1 "$LG" upstream "127.0.0.1:$UPORT" "$P/server.pem" "$P/server-key.pem" &
+started+=($!)
+wait_port "$UPORT"
+
+results=$work/results.jsonl
+phase() { # system label mode concurrency seconds url pids
+  local out
+  out=$(taskset -c 1 "$LG" run "$3" "$6" "$P/ca.pem" "$P/client.pem" "$P/client-key.pem" "$5" "$4" "$7")
+  echo "{\"system\":\"$1\",\"label\":\"$2\",\"result\":$out}" >> "$results"
+  echo "  $1 $2: $out"
+}
+
+gateway_config() { # extra upstream lines, extra client lines
+  cat > "$work/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$GPORT"
+cert = "pki/server.pem"
+key = "pki/server-key.pem"
+client_ca = ["pki/ca.pem"]
+
+[limits]
+header_read_timeout = "120s"
+max_connections = 20000
+
+$1
+ca = ["pki/ca.pem"]
+
+[credentials.bench]
+cert = "pki/signing.pem"
+key = "pki/signing-key.pem"
+
+[[clients]]
+client_id = "11111111-2222-3333-4444-555555555555"
+upstream = "bench"
+credential = "bench"
+token_endpoint_auth_method = "tls_client_auth"
+tls_client_auth_subject_dn = "CN=legacy-client,O=mtls-gateway dev"
+$2
+TOML
+}
+
+run_gateway() { # label, then phases...
+  local label=$1; shift
+  TOKIO_WORKER_THREADS=1 taskset -c 0 "$GW" --log-level error serve -c "$work/gateway.toml" &
+  local pid=$!
+  started+=($pid)
+  wait_port "$GPORT"
+  for ph in "$@"; do
+    case $ph in
+      newconn) phase gateway "$label" newconn "$C" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
+      keepalive) phase gateway "$label" keepalive "$C" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
+      c1) phase gateway "$label" keepalive 1 "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
+      idle) phase gateway "$label" idle "$IDLE" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
+    esac
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+echo "== mtls-gateway (fresh assertion per request)"
+GENERIC="[upstreams.bench]
+type = \"generic\"
+token_endpoint = \"https://127.0.0.1:$UPORT/token\""
+gateway_config "$GENERIC" ""
+run_gateway fresh newconn keepalive c1 idle
+
+echo "== mtls-gateway (reuse_assertion = true)"
+gateway_config "[upstreams.bench]
+type = \"entra\"
+authority = \"https://127.0.0.1:$UPORT\"
+tenant = \"bench\"
+reuse_assertion = true" ""
+run_gateway reuse newconn keepalive
+
+echo "== mtls-gateway (cache_tokens = true)"
+gateway_config "$GENERIC" "cache_tokens = true"
+run_gateway cache keepalive
+
+echo "== nginx $(nginx -v 2>&1 | sed 's/.*\///') (terminates mTLS, forwards; signs nothing)"
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_header_timeout 120s;
+  upstream idp { server 127.0.0.1:$UPORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NPORT ssl;
+    ssl_certificate $P/server.pem;
+    ssl_certificate_key $P/server-key.pem;
+    ssl_client_certificate $P/ca.pem;
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / {
+      proxy_pass https://idp;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_trusted_certificate $P/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+NGINX
+taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off; user root;' &
+npid=$!
+started+=($npid)
+wait_port "$NPORT"
+pids="$npid,$(pgrep -P "$npid" | paste -sd, -)"
+for ph in newconn keepalive c1 idle; do
+  case $ph in
+    newconn) phase nginx reference newconn "$C" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
+    keepalive) phase nginx reference keepalive "$C" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
+    c1) phase nginx reference keepalive 1 "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
+    idle) phase nginx reference idle "$IDLE" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
+  esac
+done
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def get(system, label, mode, conc=None):
+    for r in rows:
+        res = r["result"]
+        if r["system"] == system and r["label"] == label and res["mode"] == mode and (conc is None or res.get("concurrency", res.get("connections")) == conc or mode == "idle"):
+            return res
+    return None
+C = max(r["result"].get("concurrency", 0) for r in rows)
+n_new, n_ka, n_c1, n_idle = (get("nginx", "reference", "newconn"), get("nginx", "reference", "keepalive", C), get("nginx", "reference", "keepalive", 1), get("nginx", "reference", "idle"))
+print()
+print("| phase | mtls-gateway | nginx | ratio | target |")
+print("| --- | --- | --- | --- | --- |")
+def line(phase, g, n, key, fmt, target, invert=False):
+    if not g or not n:
+        return
+    gv, nv = g[key], n[key]
+    ratio = (gv / nv) if nv else float("nan")
+    print(f"| {phase} | {fmt.format(gv)} | {fmt.format(nv)} | {ratio:.2f} × | {target} |")
+line("newconn, server CPU µs/request (fresh assertion)", get("gateway", "fresh", "newconn"), n_new, "cpu_us_per_req", "{:.0} µs", "≤ 0.75 ×")
+line("newconn, req/s (fresh assertion)", get("gateway", "fresh", "newconn"), n_new, "rps", "{:.0}", "—")
+line("newconn, server CPU µs/request (reuse_assertion)", get("gateway", "reuse", "newconn"), n_new, "cpu_us_per_req", "{:.0} µs", "—")
+line("keepalive, req/s (fresh assertion)", get("gateway", "fresh", "keepalive", C), n_ka, "rps", "{:.0}", "≥ 1,900 req/s (0.8 × signing floor)")
+line("keepalive, req/s (reuse_assertion)", get("gateway", "reuse", "keepalive", C), n_ka, "rps", "{:.0}", "≥ 0.5 ×")
+line("keepalive, req/s (token cache hit)", get("gateway", "cache", "keepalive", C), n_ka, "rps", "{:.0}", "≥ 0.8 ×")
+line("keepalive, server CPU µs/request (fresh)", get("gateway", "fresh", "keepalive", C), n_ka, "cpu_us_per_req", "{:.0} µs", "—")
+g1 = get("gateway", "fresh", "keepalive", 1)
+if g1 and n_c1:
+    print(f"| keepalive-c1 p50 | {g1['p50_ms']:.2f} ms | {n_c1['p50_ms']:.2f} ms | +{g1['p50_ms']-n_c1['p50_ms']:.2f} ms | ≤ nginx + 0.6 ms |")
+    print(f"| keepalive-c1 p99 | {g1['p99_ms']:.2f} ms | {n_c1['p99_ms']:.2f} ms | +{g1['p99_ms']-n_c1['p99_ms']:.2f} ms | ≤ nginx + 1.5 ms |")
+gk = get("gateway", "fresh", "keepalive", C)
+if gk:
+    print(f"| tail at c={C}: own p99 / p50 | {gk['p99_ms']:.2f} / {gk['p50_ms']:.2f} ms = {gk['p99_ms']/max(gk['p50_ms'],1e-9):.2f} × | {n_ka['p99_ms']:.2f} / {n_ka['p50_ms']:.2f} ms | — | ≤ 1.5 × |")
+gi = get("gateway", "fresh", "idle")
+if gi and n_idle:
+    print(f"| idle-{gi['connections']} RSS | {gi['rss_kib']/1024:.1f} MiB | {n_idle['rss_kib']/1024:.1f} MiB | {gi['rss_kib']/max(n_idle['rss_kib'],1):.2f} × | ≤ 1 × |")
+errors = sum(r["result"].get("errors", 0) for r in rows)
+print(f"\nerrors across all phases: {errors}")
+PY
