@@ -121,10 +121,18 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One CPU (a container limit, or taskset): a current-thread runtime schedules FIFO, which
+    // keeps the latency tail short under saturation, and skips cross-thread work stealing.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -201,8 +209,9 @@ async fn wait_for_signals(running: &listener::Running) {
                     _ = tokio::signal::ctrl_c() => return,
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: reloading the configuration");
-                        // Problems are logged and counted by reload itself.
-                        let _ = tokio::task::block_in_place(|| running.reload());
+                        // Problems are logged and counted by reload itself. A reload takes
+                        // milliseconds; running it here keeps this runtime-flavour agnostic.
+                        let _ = running.reload();
                     }
                 }
             }
