@@ -181,3 +181,82 @@ fn dev_pki_writes_the_spec_files_with_private_keys_owner_only() {
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("x5t#S256"));
 }
+
+#[test]
+fn mock_idp_runs_alone_and_issues_tokens_for_registered_credentials() {
+    use std::io::BufRead;
+    let dir = TestDir::new();
+    let ca_out = dir.path("idp-ca.pem");
+    let mut child = bin()
+        .args([
+            "mock-idp",
+            "--listen",
+            "127.0.0.1:0",
+            "--tenant",
+            "contoso",
+            "--client",
+        ])
+        .arg(format!(
+            "{PKI_CLIENT}={}",
+            dir.path("signing.pem").display()
+        ))
+        .arg("--ca-out")
+        .arg(&ca_out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let endpoint = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("token endpoint:")
+                .map(|e| e.trim().to_string())
+        })
+        .expect("mock-idp prints its token endpoint");
+    assert!(
+        endpoint.ends_with("/contoso/oauth2/v2.0/token"),
+        "{endpoint}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"aud": endpoint, "iss": PKI_CLIENT, "sub": PKI_CLIENT, "jti": "3f1c2a8e-1111-4222-8333-444455556666", "nbf": now, "exp": now + 300});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t = Some(mtls_gateway::identity::x5t(
+        pki().cert_der("signing").as_ref(),
+    ));
+    let jwt = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pki().get("signing").key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let ca = mtls_gateway::config::parse_certs(&std::fs::read(&ca_out).unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        mtls_gateway::client::MtlsClient::new(&ca, None, false)
+            .unwrap()
+            .post_form(
+                &endpoint,
+                &format!("grant_type=client_credentials&client_id={PKI_CLIENT}&scope={SCOPE}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion={jwt}"),
+            )
+            .await
+            .unwrap()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["token_type"], "Bearer");
+}
