@@ -464,18 +464,11 @@ async fn accept_loop(
         };
         let state = state.clone();
         let watcher = graceful.watcher();
-        if is_plain {
-            tokio::spawn(async move {
-                let _permit = permit;
-                serve_plain(tcp, peer, state, watcher).await;
-            });
-        } else {
-            let acceptor = TlsAcceptor::from(tls.load_full());
-            tokio::spawn(async move {
-                let _permit = permit;
-                serve_connection(tcp, peer, acceptor, state, watcher).await;
-            });
-        }
+        let acceptor = (!is_plain).then(|| TlsAcceptor::from(tls.load_full()));
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(tcp, peer, acceptor, state, watcher).await;
+        });
     }
     drop(listener);
     drop(plain);
@@ -488,10 +481,12 @@ async fn accept_loop(
     }
 }
 
+/// Serves one accepted connection: TLS (`acceptor` set: handshake, then the client
+/// certificate is read and verified once) or plain HTTP from a proxy (`front_proxy.plain_listen`).
 async fn serve_connection(
     tcp: TcpStream,
     peer_addr: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     state: Arc<ArcSwap<Gateway>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
@@ -500,6 +495,16 @@ async fn serve_connection(
     let metrics = gw.metrics.clone();
     let _open = ConnectionGuard::new(&metrics.open_connections);
     let limits = gw.config.limits.clone();
+    let Some(acceptor) = acceptor else {
+        drop(gw);
+        let conn = ConnInfo {
+            peer_addr,
+            peer_cert: None,
+            plain: true,
+        };
+        let io = FirstByteDeadline::new(tcp, limits.header_read_timeout);
+        return serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
+    };
     let handshake = |result: &'static str| {
         metrics
             .tls_handshakes
@@ -663,26 +668,4 @@ async fn serve_http<I>(
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
     }
-}
-
-/// The plain-HTTP listener of `front_proxy.plain_listen`.
-async fn serve_plain(
-    tcp: TcpStream,
-    peer_addr: SocketAddr,
-    state: Arc<ArcSwap<Gateway>>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let _ = tcp.set_nodelay(true);
-    let gw = state.load_full();
-    let metrics = gw.metrics.clone();
-    let _open = ConnectionGuard::new(&metrics.open_connections);
-    let limits = gw.config.limits.clone();
-    drop(gw);
-    let conn = ConnInfo {
-        peer_addr,
-        peer_cert: None,
-        plain: true,
-    };
-    let io = FirstByteDeadline::new(tcp, limits.header_read_timeout);
-    serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
 }

@@ -37,6 +37,15 @@ fn validity(params: &mut CertificateParams, days: i64) {
     params.not_after = (now + std::time::Duration::from_secs(days as u64 * 86_400)).into();
 }
 
+fn ca_params(cn: &str, days: i64) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, days);
+    params
+}
+
 /// A PEM certificate and its PEM (PKCS#8) key.
 #[derive(Debug, Clone)]
 pub struct Pem {
@@ -57,11 +66,7 @@ impl Ca {
     /// A new self-signed CA named `cn`.
     pub fn new(cn: &str) -> Result<Self, rcgen::Error> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        validity(&mut params, 3650);
+        let params = ca_params(cn, 3650);
         let cert = params.self_signed(&key)?;
         let pem = Pem {
             cert: cert.pem(),
@@ -76,11 +81,7 @@ impl Ca {
     /// A CA named `cn` issued by this one.
     pub fn intermediate(&self, cn: &str) -> Result<Self, rcgen::Error> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        validity(&mut params, 1825);
+        let params = ca_params(cn, 1825);
         let cert = params.signed_by(&key, &self.issuer)?;
         let pem = Pem {
             cert: cert.pem(),

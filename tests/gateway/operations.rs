@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -239,26 +239,7 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
 }
 
 fn tls_config() -> std::sync::Arc<rustls::ClientConfig> {
-    let pki = pki();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.cert_der("ca1")).unwrap();
-    let pem = pki.get("client");
-    let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            chain,
-            PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
-        )
-        .unwrap(),
-    )
+    std::sync::Arc::new(client_tls(Some("client"), rustls::DEFAULT_VERSIONS))
 }
 
 async fn connect(

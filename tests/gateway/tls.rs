@@ -4,31 +4,13 @@ use std::sync::Arc;
 
 use rustls::client::Resumption;
 use rustls::{ClientConfig, HandshakeKind};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
 fn config(versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> ClientConfig {
-    let pki = pki();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.cert_der("ca1")).unwrap();
-    let pem = pki.get("client");
-    let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let mut config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        chain,
-        PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let mut config = client_tls(Some("client"), versions);
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     config.resumption = Resumption::in_memory_sessions(16);
     config

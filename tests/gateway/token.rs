@@ -413,37 +413,14 @@ pub async fn raw_tls(
     h: &Harness,
     cert: Option<&str>,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use std::sync::Arc;
-    let pki = pki();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(pki.cert_der("ca1")).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match cert {
-        Some(name) => {
-            let pem = pki.get(name);
-            let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            builder
-                .with_client_auth_cert(
-                    chain,
-                    PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
-                )
-                .unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let config = client_tls(cert, rustls::DEFAULT_VERSIONS);
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
     connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
         .await
         .unwrap()
 }

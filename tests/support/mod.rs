@@ -463,3 +463,34 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
         })
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// A rustls client configuration trusting the test CA, presenting test certificate `cert`.
+pub fn client_tls(
+    cert: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let pki = pki();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.cert_der("ca1")).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots);
+    match cert {
+        Some(name) => {
+            let pem = pki.get(name);
+            let chain = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            builder
+                .with_client_auth_cert(
+                    chain,
+                    PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap(),
+                )
+                .unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    }
+}
