@@ -121,6 +121,26 @@ impl Signer {
         key: &PrivateKeyDer<'_>,
         alg: Alg,
     ) -> Result<Self, SignerError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
+        // Judge the certificate's key first: aws-lc-rs refuses short RSA keys itself, with a
+        // message that would not say why.
+        match parsed.public_key().parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                let bits = rsa.key_size();
+                if bits < 2048 {
+                    return Err(SignerError::TooShort(bits));
+                }
+            }
+            Ok(other) => {
+                let kind = match other {
+                    x509_parser::public_key::PublicKey::EC(_) => "an EC key",
+                    _ => "not an RSA key",
+                };
+                return Err(SignerError::NotRsa(format!("the certificate holds {kind}")));
+            }
+            Err(e) => return Err(SignerError::BadCertificate(e.to_string())),
+        }
         let key = match key {
             PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
@@ -131,8 +151,6 @@ impl Signer {
         if bits < 2048 {
             return Err(SignerError::TooShort(bits));
         }
-        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
         let cert_public_key = parsed.public_key().subject_public_key.data.as_ref();
         let key_public: &[u8] = aws_lc_rs::signature::KeyPair::public_key(&key).as_ref();
         if cert_public_key != key_public {

@@ -260,3 +260,97 @@ fn mock_idp_runs_alone_and_issues_tokens_for_registered_credentials() {
     );
     assert_eq!(answer.json()["token_type"], "Bearer");
 }
+
+#[test]
+fn ec_and_short_rsa_credential_keys_are_refused() {
+    // An ECDSA certificate and key (Entra accepts RSA credentials only).
+    let setup = Setup::new()
+        .credential("[credentials.dev]\ncert = \"client.pem\"\nkey = \"client-key.pem\"\n");
+    let text = mtls_gateway::config::load(&setup.write())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("credentials.dev: the key is not an RSA private key"),
+        "{text}"
+    );
+    // RSA-1024, made by openssl.
+    let dir = &setup.dir;
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=short",
+            "-keyout",
+        ])
+        .arg(dir.path("short-key.pem"))
+        .arg("-out")
+        .arg(dir.path("short.pem"))
+        .output()
+        .expect("openssl is installed by .ci/run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let setup =
+        setup.credential("[credentials.dev]\ncert = \"short.pem\"\nkey = \"short-key.pem\"\n");
+    let text = mtls_gateway::config::load(&setup.write())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("the RSA key has 1024 bits; at least 2048 are required"),
+        "{text}"
+    );
+}
+
+#[test]
+fn thumbprint_reads_pkcs12_with_the_password_from_the_environment() {
+    let dir = TestDir::new();
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:s3cret", "-in"])
+        .arg(dir.path("signing.pem"))
+        .arg("-inkey")
+        .arg(dir.path("signing-key.pem"))
+        .arg("-out")
+        .arg(dir.path("signing.pfx"))
+        .output()
+        .expect("openssl is installed by .ci/run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bin()
+        .args(["thumbprint", "--password-env", "MTLS_GATEWAY_TEST_PFX"])
+        .arg(dir.path("signing.pfx"))
+        .env("MTLS_GATEWAY_TEST_PFX", "s3cret")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = mtls_gateway::identity::x5t(pki().cert_der("signing").as_ref());
+    assert!(text.contains(&expected), "{text}");
+    // A wrong password is a precise error, exit 1, and the password is not echoed.
+    let out = bin()
+        .args(["thumbprint", "--password-env", "MTLS_GATEWAY_TEST_PFX"])
+        .arg(dir.path("signing.pfx"))
+        .env("MTLS_GATEWAY_TEST_PFX", "wrong-password-xyz")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PKCS#12") && !stderr.contains("wrong-password-xyz"),
+        "{stderr}"
+    );
+}
