@@ -5,12 +5,17 @@
 //! 1. [`listener`] accepts a TCP connection and completes the TLS handshake ([`tls`]): the
 //!    client proves it holds its certificate's key.
 //! 2. [`tls::verifier`] verifies the chain once per connection; [`identity`] reads the leaf.
+//!    Behind a trusted proxy, [`forwarded`] reads the certificate from a header instead.
 //! 3. [`service`] routes the request; [`token`] runs the ordered checks of SPEC §4.
-//! 4. [`registry`] binds the certificate to the client_id (RFC 8705 §2, [`dn`] for DNs).
-//! 5. [`assertion`] signs a `client_assertion` with the app registration's credential.
+//! 4. [`registry`] binds the certificate to the client_id (RFC 8705 §2, [`dn`] for DNs) and
+//!    holds the client's rate limit.
+//! 5. [`assertion`] signs (or reuses) a `client_assertion` with the app registration's credential;
+//!    [`cache`] may answer a client-credentials request from memory instead.
 //! 6. [`upstream`] forwards the form to the identity provider and returns its answer unchanged.
 //!
-//! [`idp`] is the embedded Entra-compatible identity provider used by `demo` and the tests.
+//! Around it: [`config`] (validated `gateway.toml`), [`metrics`] and [`admin`], [`error`], and
+//! for development [`idp`] (the embedded Entra-compatible identity provider), [`pki`],
+//! [`client`] and [`commands`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
