@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 use serde::Deserialize;
 
 use crate::assertion::{Alg, Signer};
-use crate::dn::DistinguishedName;
+use crate::dn::{DistinguishedName, DnError};
 use crate::forwarded::{Cidr, HeaderFormat};
 use crate::identity;
 use crate::registry::{AuthMethod, Registration, Registry, Selector};
@@ -1127,6 +1127,18 @@ impl Cx {
                     }
                     Some(Selector::SubjectDn(dn))
                 }
+                Err(DnError::SlashForm(_)) => match DistinguishedName::parse_openssl_slash(value) {
+                    Ok((dn, rfc4514)) => {
+                        self.warnings.push(format!(
+                            "{k}: \"{value}\" is OpenSSL's /C=../CN=.. form; it is read as the RFC 4514 DN \"{rfc4514}\": write that instead"
+                        ));
+                        Some(Selector::SubjectDn(dn))
+                    }
+                    Err(e) => {
+                        self.problem(&k, format!("\"{value}\" looks like OpenSSL's /C=../CN=.. form but cannot be read: {e}"));
+                        None
+                    }
+                },
                 Err(e) => {
                     self.problem(&k, e);
                     None

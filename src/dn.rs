@@ -122,6 +122,34 @@ impl DistinguishedName {
         Ok(Self(rdns))
     }
 
+    /// Parses OpenSSL's `/C=US/O=Contoso/CN=app` form (DER order, most general RDN first;
+    /// `+` joins the AVAs of one RDN). Returns the DN and its RFC 4514 spelling, for the
+    /// warning that asks the operator to write that instead.
+    pub fn parse_openssl_slash(input: &str) -> Result<(Self, String), DnError> {
+        let trimmed = trim_unescaped(input);
+        let body = trimmed
+            .strip_prefix('/')
+            .filter(|b| b.contains('='))
+            .ok_or_else(|| DnError::MissingEquals(trimmed.to_string()))?;
+        let mut raw: Vec<Vec<(String, String)>> = Vec::new();
+        for rdn in split_unescaped(body, '/') {
+            let mut avas = Vec::new();
+            for ava in split_unescaped(rdn, '+') {
+                avas.push(parse_ava_parts(ava)?);
+            }
+            raw.push(avas);
+        }
+        let dn = Self::from_der_order(
+            raw.iter()
+                .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v.as_str()))),
+        );
+        let rfc4514 = to_rfc4514(
+            raw.iter()
+                .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v.as_str()))),
+        );
+        Ok((dn, rfc4514))
+    }
+
     /// Builds a DN from a certificate's attributes, given as (OID, value) in DER order.
     pub fn from_der_order<'a, R, A>(rdns: R) -> Self
     where
@@ -207,6 +235,15 @@ fn split_unescaped(s: &str, sep: char) -> Vec<&str> {
 }
 
 fn parse_ava(ava: &str) -> Result<Ava, DnError> {
+    let (oid, raw) = parse_ava_parts(ava)?;
+    Ok(Ava {
+        oid,
+        value: normalize_value(&raw),
+    })
+}
+
+/// An AVA's OID and its value, unescaped but not normalized.
+fn parse_ava_parts(ava: &str) -> Result<(String, String), DnError> {
     let (ty, value) = ava
         .split_once('=')
         .ok_or_else(|| DnError::MissingEquals(ava.trim().to_string()))?;
@@ -221,10 +258,7 @@ fn parse_ava(ava: &str) -> Result<Ava, DnError> {
             Unescape::Utf8 => DnError::NotUtf8,
         })?
     };
-    Ok(Ava {
-        oid,
-        value: normalize_value(&raw),
-    })
+    Ok((oid, raw))
 }
 
 fn parse_type(ty: &str) -> Result<String, DnError> {
@@ -267,7 +301,7 @@ fn unescape(value: &str) -> Result<String, Unescape> {
             let text = std::str::from_utf8(pair).map_err(|_| Unescape::Bad)?;
             out.push(u8::from_str_radix(text, 16).map_err(|_| Unescape::Bad)?);
             i += 3;
-        } else if b" \"#+,;<=>\\".contains(&next) {
+        } else if b" \"#+,;<=>\\/".contains(&next) {
             out.push(next);
             i += 2;
         } else {
@@ -429,6 +463,18 @@ mod tests {
         assert!(written.is_reverse_of(&right));
         assert!(written.looks_reversed());
         assert!(!right.looks_reversed());
+    }
+
+    #[test]
+    fn openssl_slash_form_is_read_in_der_order_with_its_rfc4514_spelling() {
+        let (parsed, rfc4514) =
+            DistinguishedName::parse_openssl_slash("/C=US/O=Contoso, Inc./CN=app").unwrap();
+        assert_eq!(rfc4514, r"CN=app,O=Contoso\, Inc.,C=US");
+        assert_eq!(parsed, dn(&rfc4514));
+        let (multi, _) = DistinguishedName::parse_openssl_slash(r"/O=a\/b/CN=x+UID=y").unwrap();
+        assert_eq!(multi, dn(r"CN=x+UID=y,O=a/b"));
+        assert!(DistinguishedName::parse_openssl_slash("CN=x").is_err());
+        assert!(DistinguishedName::parse_openssl_slash("/FOO=x").is_err());
     }
 
     #[test]

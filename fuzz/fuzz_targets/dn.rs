@@ -5,6 +5,10 @@ use mtls_gateway::dn::{to_rfc4514, DistinguishedName};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    // The slash form's RFC 4514 spelling must mean the same DN.
+    if let Ok((dn, rfc4514)) = DistinguishedName::parse_openssl_slash(text) {
+        assert_eq!(DistinguishedName::parse_rfc4514(&rfc4514).as_ref().ok(), Some(&dn), "{rfc4514:?}");
+    }
     if let Ok(dn) = DistinguishedName::parse_rfc4514(text) {
         let _ = dn.looks_reversed();
         let _ = dn.is_reverse_of(&dn);

@@ -75,7 +75,6 @@ tls_client_auth_san_ip = "10.1.2"
         "clients[2] (client_id \"two-selectors\").credential: no usable [credentials.nocred]",
         "clients[3] (client_id \"no-selector\"): tls_client_auth needs exactly one of",
         "clients[4] (client_id \"self-signed-nothing\"): self_signed_tls_client_auth needs self_signed_certs or self_signed_thumbprints",
-        "tls_client_auth_subject_dn: \"/C=US/O=Contoso/CN=app\" looks like OpenSSL's",
         "tls_client_auth_san_ip: \"10.1.2\" is not an IPv4 or IPv6 address",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
@@ -116,6 +115,23 @@ fn multi_tenant_aliases_and_plain_http_upstreams_are_refused() {
     assert!(
         text.contains("upstreams.g.token_endpoint: must start with https://"),
         "{text}"
+    );
+}
+
+#[test]
+fn an_openssl_slash_dn_loads_with_a_warning_naming_its_rfc4514_spelling() {
+    let setup = Setup::new().only_clients(&pki_client(
+        "x",
+        "tls_client_auth_subject_dn = \"/C=US/O=Contoso/CN=billing-legacy\"",
+    ));
+    let config = mtls_gateway::config::load(&setup.write()).unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.contains("OpenSSL's") && w.contains("\"CN=billing-legacy,O=Contoso,C=US\"")),
+        "{:?}",
+        config.warnings
     );
 }
 

@@ -37,6 +37,15 @@ async fn subject_dn_matches_as_parsed_rdns_not_strings() {
 }
 
 #[tokio::test]
+async fn an_openssl_slash_subject_dn_means_the_same_dn() {
+    let h =
+        with_selector("tls_client_auth_subject_dn = \"/C=US/O=Contoso/CN=billing-legacy\"").await;
+    assert_eq!(status_for(&h, "client").await.0, 200);
+    assert_eq!(status_for(&h, "other").await.0, 401);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_reversed_or_different_subject_dn_does_not_match() {
     for dn in [
         "C=US,O=Contoso,CN=billing-legacy",
