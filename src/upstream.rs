@@ -1,7 +1,7 @@
 //! The upstream identity provider: token URLs, the pooled HTTPS client, and the exchange.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,7 +68,9 @@ pub struct Upstream {
     default_url: String,
     metadata_url: Option<String>,
     client: HttpClient,
-    metadata: Mutex<Option<(Instant, Bytes)>>,
+    /// The discovery document and when it was fetched; held across a fetch, so concurrent
+    /// requests after expiry make one upstream call.
+    metadata: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -158,7 +160,7 @@ impl Upstream {
             default_url,
             metadata_url,
             client,
-            metadata: Mutex::new(None),
+            metadata: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -188,11 +190,10 @@ impl Upstream {
 
     /// The discovery document, from memory when fetched less than 10 minutes ago.
     pub async fn metadata(&self) -> Result<Bytes, UpstreamFailure> {
-        if let Ok(guard) = self.metadata.lock() {
-            if let Some((at, doc)) = guard.as_ref() {
-                if at.elapsed() < METADATA_TTL {
-                    return Ok(doc.clone());
-                }
+        let mut cached = self.metadata.lock().await;
+        if let Some((at, doc)) = cached.as_ref() {
+            if at.elapsed() < METADATA_TTL {
+                return Ok(doc.clone());
             }
         }
         let url = self
@@ -206,9 +207,7 @@ impl Upstream {
                 response.status
             )));
         }
-        if let Ok(mut guard) = self.metadata.lock() {
-            *guard = Some((Instant::now(), response.body.clone()));
-        }
+        *cached = Some((Instant::now(), response.body.clone()));
         Ok(response.body)
     }
 

@@ -111,3 +111,29 @@ async fn root_metadata_is_404_with_several_upstreams() {
     assert_error(&answer, 404, "not_found");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_metadata_requests_make_one_upstream_fetch() {
+    let upstream = FakeUpstream::start(Behaviour::Delayed(
+        300,
+        200,
+        r#"{"issuer":"https://idp.test"}"#.into(),
+    ))
+    .await;
+    let h = Setup::new().upstream(&upstream.config("2s")).start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let url = h.url("/.well-known/openid-configuration");
+        tasks.push(tokio::spawn(async move {
+            client_for(None, false)
+                .get(&url)
+                .await
+                .map(|a| a.status.as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Ok(200));
+    }
+    assert_eq!(upstream.forms().len(), 1);
+    h.stop().await;
+}
