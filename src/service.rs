@@ -231,9 +231,6 @@ where
                 }
                 Err(e) => (error_response(&e, "POST"), e.kind.outcome(), Some(e)),
             };
-            let headers = response.headers_mut();
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
             log_audit(
                 &id,
                 &conn,
@@ -266,6 +263,12 @@ where
             (error_response(&e, ""), "other", e.kind.outcome())
         }
     };
+    if route_label == "token" {
+        // RFC 6749 §5.1, for every answer of the token endpoint, refusals included.
+        let headers = response.headers_mut();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
     gw.metrics
         .request(route_label, outcome, started.elapsed().as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -82,10 +82,12 @@ pub async fn plain_token(
     .await;
     let out = String::from_utf8_lossy(&out).into_owned();
     let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or_default();
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("\r\ncache-control: no-store") && head.contains("\r\npragma: no-cache"),
+        "{head}"
+    );
     // Bodies here are small and not chunked.
     (
         status,
