@@ -220,7 +220,7 @@ where
                 _ => Ok(conn.peer_cert.clone()),
             };
             let result = token::handle(&gw, presented, which, tenant, req, &mut audit).await;
-            let (mut response, outcome, reason) = match result {
+            let (response, outcome, reason) = match result {
                 Ok(r) => {
                     let outcome = if r.status().is_success() {
                         "success"
