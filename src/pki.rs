@@ -65,24 +65,25 @@ pub struct Ca {
 impl Ca {
     /// A new self-signed CA named `cn`.
     pub fn new(cn: &str) -> Result<Self, rcgen::Error> {
-        let key = KeyPair::generate()?;
-        let params = ca_params(cn, 3650);
-        let cert = params.self_signed(&key)?;
-        let pem = Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        };
-        Ok(Self {
-            pem,
-            issuer: Issuer::new(params, key),
-        })
+        Self::make(cn, 3650, None)
     }
 
     /// A CA named `cn` issued by this one.
     pub fn intermediate(&self, cn: &str) -> Result<Self, rcgen::Error> {
+        Self::make(cn, 1825, Some(&self.issuer))
+    }
+
+    fn make(
+        cn: &str,
+        days: i64,
+        parent: Option<&Issuer<'static, KeyPair>>,
+    ) -> Result<Self, rcgen::Error> {
         let key = KeyPair::generate()?;
-        let params = ca_params(cn, 1825);
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let params = ca_params(cn, days);
+        let cert = match parent {
+            Some(issuer) => params.signed_by(&key, issuer)?,
+            None => params.self_signed(&key)?,
+        };
         let pem = Pem {
             cert: cert.pem(),
             key: key.serialize_pem(),
