@@ -248,7 +248,7 @@ pub fn uuid_v4(rng: &dyn SecureRandom) -> Result<String, aws_lc_rs::error::Unspe
     rng.fill(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = identity::hex_lower(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

@@ -244,10 +244,7 @@ fn xfcc(value: &str) -> Result<Chain, ForwardedError> {
             "Cert is not a URL-encoded PEM certificate",
         ))?;
     if let Some(h) = hash {
-        let expected: String = crate::identity::sha256(leaf.as_ref())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let expected = crate::identity::hex_lower(&crate::identity::sha256(leaf.as_ref()));
         if !h.eq_ignore_ascii_case(&expected) {
             return Err(ForwardedError::Malformed(NAME, "Hash does not match Cert"));
         }

@@ -218,11 +218,6 @@ impl Running {
         self.reloader.reload()
     }
 
-    /// The configuration currently served.
-    pub fn config(&self) -> Arc<Config> {
-        self.reloader.state.load().config.clone()
-    }
-
     /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, then returns.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::SeqCst);

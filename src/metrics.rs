@@ -127,7 +127,7 @@ impl Metrics {
         let client_auth = Family::<ClientAuthLabels, Counter>::default();
         let certificate_expiry = Family::<ExpiryLabels, Gauge>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
-        let config_last_reload_success = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        let config_last_reload_success = Gauge::default();
         let open_connections = Gauge::default();
         let forwarded_certificates = Family::<ResultLabels, Counter>::default();
         let token_cache_hits = Counter::default();

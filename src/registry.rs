@@ -31,16 +31,6 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Registration>> {
         self.clients.values()
     }
-
-    /// How many clients are registered.
-    pub fn len(&self) -> usize {
-        self.clients.len()
-    }
-
-    /// True when no client is registered.
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
-    }
 }
 
 /// One `[[clients]]` entry, validated.

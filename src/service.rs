@@ -156,7 +156,7 @@ fn fresh_id() -> String {
     let mut b = [0u8; 16];
     // An id that fails to be random is still an id.
     let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::identity::hex_lower(&b)
 }
 
 /// Renders a gateway error as RFC 6749 §5.2 JSON.

@@ -174,11 +174,6 @@ impl Upstream {
         }
     }
 
-    /// The discovery document URL, if known.
-    pub fn metadata_url(&self) -> Option<&str> {
-        self.metadata_url.as_deref()
-    }
-
     /// POSTs a form to `url`.
     pub async fn post_form(
         &self,

@@ -109,11 +109,6 @@ impl Idp {
         Ok(clients)
     }
 
-    /// The tenant.
-    pub fn tenant(&self) -> &str {
-        &self.tenant
-    }
-
     /// `{authority}/{tenant}/oauth2/v2.0/token`.
     pub fn token_endpoint(&self) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant)
