@@ -263,21 +263,10 @@ async fn on_the_mtls_listener_a_header_counts_only_from_an_authenticated_trusted
         &format!("trusted_proxy_certs = [\"{proxy}\"]"),
     ))
     .await;
+    let url = h.url("/token");
     let send = |cert: Option<&'static str>, header: Vec<(&'static str, String)>| {
-        let url = h.url("/token");
-        async move {
-            let mut req = http::Request::post(url)
-                .header("content-type", "application/x-www-form-urlencoded");
-            for (k, v) in header {
-                req = req.header(k, v);
-            }
-            let req = req
-                .body(http_body_util::Full::new(bytes::Bytes::from(form(
-                    PKI_CLIENT,
-                ))))
-                .unwrap();
-            client_for(cert, false).send(req).await.unwrap()
-        }
+        let url = url.clone();
+        async move { post_with(cert, &url, &form(PKI_CLIENT), header).await }
     };
     // The proxy ("other") forwards the client's certificate: accepted.
     assert_eq!(
@@ -323,17 +312,13 @@ async fn on_the_mtls_listener_a_header_counts_only_from_an_authenticated_trusted
 #[tokio::test]
 async fn without_trusted_proxy_certs_the_mtls_listener_never_honours_a_header() {
     let h = start(front_proxy("client-cert", "\"127.0.0.1/32\"", "")).await;
-    let mut req = http::Request::post(h.url("/token"))
-        .header("content-type", "application/x-www-form-urlencoded");
-    for (k, v) in header_for("client-cert", "client") {
-        req = req.header(k, v);
-    }
-    let req = req
-        .body(http_body_util::Full::new(bytes::Bytes::from(form(
-            PKI_CLIENT,
-        ))))
-        .unwrap();
-    let answer = client_for(Some("other"), false).send(req).await.unwrap();
+    let answer = post_with(
+        Some("other"),
+        &h.url("/token"),
+        &form(PKI_CLIENT),
+        header_for("client-cert", "client"),
+    )
+    .await;
     assert_error(&answer, 401, "invalid_client");
     h.stop().await;
 }

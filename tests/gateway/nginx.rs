@@ -112,14 +112,13 @@ http {{
     let forged = crate::front_proxy::header_for("x-ssl-client-cert", "client")
         .remove(0)
         .1;
-    let req = http::Request::post(&url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-ssl-client-cert", forged)
-        .body(http_body_util::Full::new(bytes::Bytes::from(form(
-            PKI_CLIENT,
-        ))))
-        .unwrap();
-    let answer = client_for(Some("other"), false).send(req).await.unwrap();
+    let answer = post_with(
+        Some("other"),
+        &url,
+        &form(PKI_CLIENT),
+        [("x-ssl-client-cert", forged)],
+    )
+    .await;
     assert_error(&answer, 401, "invalid_client");
     h.stop().await;
 }

@@ -1,9 +1,5 @@
 //! SPEC §4: the token endpoint's ordered checks, statuses, codes and headers.
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-
 use crate::support::*;
 
 #[tokio::test]
@@ -124,28 +120,28 @@ async fn methods_other_than_post_get_405_with_allow() {
 #[tokio::test]
 async fn a_body_that_is_not_a_form_is_invalid_request() {
     let h = Setup::new().start().await;
-    let request = Request::post(h.url("/token"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(format!(
-            "{{\"client_id\":\"{PKI_CLIENT}\"}}"
-        ))))
-        .unwrap();
-    let answer = h.client(Some("client")).send(request).await.unwrap();
+    let json = format!("{{\"client_id\":\"{PKI_CLIENT}\"}}");
+    let answer = post_with(
+        Some("client"),
+        &h.url("/token"),
+        &json,
+        [("content-type", "application/json")],
+    )
+    .await;
     assert_error(&answer, 400, "invalid_request");
     assert!(answer.json()["error_description"]
         .as_str()
         .unwrap()
         .contains("Content-Type"));
     // A charset parameter is fine.
-    let request = Request::post(h.url("/token"))
-        .header(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=UTF-8",
-        )
-        .body(Full::new(Bytes::from(form(PKI_CLIENT))))
-        .unwrap();
+    let charset = [(
+        "content-type",
+        "application/x-www-form-urlencoded; charset=UTF-8",
+    )];
     assert_eq!(
-        h.client(Some("client")).send(request).await.unwrap().status,
+        post_with(Some("client"), &h.url("/token"), &form(PKI_CLIENT), charset)
+            .await
+            .status,
         200
     );
     h.stop().await;
@@ -230,12 +226,13 @@ async fn empty_parameters_count_as_omitted() {
 async fn an_authorization_header_gets_401_with_the_same_scheme() {
     let h = Setup::new().start().await;
     for (value, scheme) in [("Basic YTpi", "Basic"), ("Bearer abc", "Bearer")] {
-        let request = Request::post(h.url("/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("authorization", value)
-            .body(Full::new(Bytes::from(form(PKI_CLIENT))))
-            .unwrap();
-        let answer = h.client(Some("client")).send(request).await.unwrap();
+        let answer = post_with(
+            Some("client"),
+            &h.url("/token"),
+            &form(PKI_CLIENT),
+            [("authorization", value)],
+        )
+        .await;
         assert_error(&answer, 401, "invalid_client");
         let www = answer.header("www-authenticate").unwrap();
         assert!(www.starts_with(scheme), "{www}");
@@ -366,17 +363,12 @@ async fn unknown_paths_are_404_not_found_with_a_request_id() {
 #[tokio::test]
 async fn a_short_incoming_request_id_is_kept_and_a_hostile_one_replaced() {
     let h = Setup::new().start().await;
-    let send = |id: &'static str| {
-        Request::post(h.url("/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-request-id", id)
-            .body(Full::new(Bytes::from(form(PKI_CLIENT))))
-            .unwrap()
-    };
-    let c = h.client(Some("client"));
-    let kept = c.send(send("trace-abc_1.2")).await.unwrap();
+    let url = h.url("/token");
+    let body = form(PKI_CLIENT);
+    let send = |id: &'static str| post_with(Some("client"), &url, &body, [("x-request-id", id)]);
+    let kept = send("trace-abc_1.2").await;
     assert_eq!(kept.header("x-request-id"), Some("trace-abc_1.2"));
-    let replaced = c.send(send("bad id; rm -rf")).await.unwrap();
+    let replaced = send("bad id; rm -rf").await;
     let id = replaced.header("x-request-id").unwrap();
     assert_ne!(id, "bad id; rm -rf");
     assert_eq!(id.len(), 32);

@@ -494,3 +494,34 @@ pub fn client_tls(
         None => builder.with_no_client_auth(),
     }
 }
+
+/// POSTs `body` as a form to `url`, presenting test certificate `cert`, with extra `headers`
+/// (a `content-type` among them replaces the form's).
+pub async fn post_with<K, V>(
+    cert: Option<&str>,
+    url: &str,
+    body: &str,
+    headers: impl IntoIterator<Item = (K, V)>,
+) -> Answer
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    let mut request = http::Request::post(url)
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let h = request.headers_mut();
+    h.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    for (k, v) in headers {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_ref().as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v.as_ref()).unwrap(),
+        );
+    }
+    client_for(cert, false).send(request).await.unwrap()
+}

@@ -99,71 +99,11 @@ impl FakeUpstream {
                             drop(tls);
                         }
                         Behaviour::Delayed(ms, status, body) => {
-                            let service = hyper::service::service_fn(
-                                move |req: http::Request<hyper::body::Incoming>| {
-                                    let body = body.clone();
-                                    let recorded = recorded.clone();
-                                    async move {
-                                        let path = req.uri().path().to_string();
-                                        let form = req
-                                            .into_body()
-                                            .collect()
-                                            .await
-                                            .map(|b| b.to_bytes())
-                                            .unwrap_or_default();
-                                        recorded.lock().unwrap().push((
-                                            path,
-                                            String::from_utf8_lossy(&form).into_owned(),
-                                        ));
-                                        tokio::time::sleep(std::time::Duration::from_millis(ms))
-                                            .await;
-                                        Ok::<_, Infallible>(
-                                            http::Response::builder()
-                                                .status(status)
-                                                .header("content-type", "application/json")
-                                                .body(Full::new(Bytes::from(body)))
-                                                .unwrap(),
-                                        )
-                                    }
-                                },
-                            );
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(tls), service)
-                                    .await;
+                            let json = vec![("content-type", "application/json")];
+                            answer(tls, recorded, ms, status, json, body).await;
                         }
                         Behaviour::Answer(status, headers, body) => {
-                            let service = hyper::service::service_fn(
-                                move |req: http::Request<hyper::body::Incoming>| {
-                                    let recorded = recorded.clone();
-                                    let headers = headers.clone();
-                                    let body = body.clone();
-                                    async move {
-                                        let path = req.uri().path().to_string();
-                                        let form = req
-                                            .into_body()
-                                            .collect()
-                                            .await
-                                            .map(|b| b.to_bytes())
-                                            .unwrap_or_default();
-                                        recorded.lock().unwrap().push((
-                                            path,
-                                            String::from_utf8_lossy(&form).into_owned(),
-                                        ));
-                                        let mut response = http::Response::builder().status(status);
-                                        for (k, v) in headers {
-                                            response = response.header(k, v);
-                                        }
-                                        Ok::<_, Infallible>(
-                                            response.body(Full::new(Bytes::from(body))).unwrap(),
-                                        )
-                                    }
-                                },
-                            );
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(TokioIo::new(tls), service)
-                                    .await;
+                            answer(tls, recorded, 0, status, headers, body).await;
                         }
                     }
                 });
@@ -185,4 +125,40 @@ pub fn ok_answer() -> Behaviour {
         vec![("content-type", "application/json; charset=utf-8")],
         r#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2lnbmF0dXJl"}"#.into(),
     )
+}
+
+/// Serves HTTP on `tls`: records each request's path and body, waits `delay_ms`, answers.
+async fn answer(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    recorded: Arc<Mutex<Vec<(String, String)>>>,
+    delay_ms: u64,
+    status: u16,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+) {
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (recorded, headers, body) = (recorded.clone(), headers.clone(), body.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let form = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            recorded
+                .lock()
+                .unwrap()
+                .push((path, String::from_utf8_lossy(&form).into_owned()));
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            let mut response = http::Response::builder().status(status);
+            for (k, v) in headers {
+                response = response.header(k, v);
+            }
+            Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
+        }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
 }
