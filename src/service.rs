@@ -47,49 +47,57 @@ pub struct ConnInfo {
     pub plain: bool,
 }
 
-/// Which certificate a request presents (SPEC §3 `[front_proxy]`).
-enum CertSource {
-    /// The TLS handshake's (and any forwarded header is ignored).
-    Handshake,
-    /// A trusted proxy's header: the chain, or why the header was refused.
-    Forwarded(Result<Presented, GatewayError>),
-    /// A plain-listener request from an untrusted peer: refused outright.
-    Denied,
+fn count_forwarded(gw: &Gateway, result: &'static str) {
+    gw.metrics
+        .forwarded_certificates
+        .get_or_create(&crate::metrics::ResultLabels { result })
+        .inc();
 }
 
-fn cert_source<B>(gw: &Gateway, conn: &ConnInfo, req: &Request<B>) -> CertSource {
-    let Some(fp) = &gw.config.front_proxy else {
-        return CertSource::Handshake;
-    };
-    let peer_trusted = fp.trusts_peer(conn.peer_addr.ip());
-    let has_header = req.headers().contains_key(fp.format.header());
+/// The plain listener serves trusted peers only (and nobody once a reload removed
+/// `[front_proxy]` while the listener stays bound until restart).
+fn denied(gw: &Gateway, conn: &ConnInfo) -> bool {
+    if !conn.plain {
+        return false;
+    }
+    let trusted = gw
+        .config
+        .front_proxy
+        .as_ref()
+        .is_some_and(|fp| fp.trusts_peer(conn.peer_addr.ip()));
+    if !trusted {
+        count_forwarded(gw, "denied_peer");
+        tracing::warn!(peer = %conn.peer_addr, "plain listener: request from an untrusted peer refused");
+    }
+    !trusted
+}
+
+/// The certificate a token request presents (SPEC §3 `[front_proxy]`): a trusted proxy's
+/// header when the peer may forward one (`Some`, or why the header was refused), otherwise
+/// the handshake's (`None`; a header from anyone else is ignored, logged and counted).
+fn forwarded<B>(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> Option<Result<Presented, GatewayError>> {
+    let fp = gw.config.front_proxy.as_ref()?;
+    // On the mTLS listener, only a trusted peer that authenticated as a trusted proxy may
+    // forward; on the plain listener, `denied` already admitted only trusted peers.
     let proxy_authenticated = match &conn.peer_cert {
         Some(Ok(proxy)) => fp.trusted_proxy_certs.contains(&proxy.identity.sha256),
         _ => false,
     };
-    let counted = |result: &'static str| {
-        gw.metrics
-            .forwarded_certificates
-            .get_or_create(&crate::metrics::ResultLabels { result })
-            .inc();
-    };
-    if conn.plain && !peer_trusted {
-        counted("denied_peer");
-        tracing::warn!(peer = %conn.peer_addr, "plain listener: request from an untrusted peer refused");
-        return CertSource::Denied;
-    }
-    // On the mTLS listener, only a trusted peer that authenticated as a trusted proxy may forward.
-    let may_forward = conn.plain || (peer_trusted && proxy_authenticated);
+    let may_forward = conn.plain || (fp.trusts_peer(conn.peer_addr.ip()) && proxy_authenticated);
     if !may_forward {
-        if has_header {
-            counted("ignored");
+        if req.headers().contains_key(fp.format.header()) {
+            count_forwarded(gw, "ignored");
             tracing::warn!(
                 peer = %conn.peer_addr,
                 header = fp.format.header(),
                 "forwarded certificate header ignored: the peer is not an authenticated trusted proxy"
             );
         }
-        return CertSource::Handshake;
+        return None;
     }
     let read = crate::forwarded::read(fp.format, req.headers())
         .map_err(|e| GatewayError::invalid_request(e.to_string()))
@@ -98,12 +106,15 @@ fn cert_source<B>(gw: &Gateway, conn: &ConnInfo, req: &Request<B>) -> CertSource
                 PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
             })
         });
-    counted(match &read {
-        Ok(Some(_)) => "accepted",
-        Ok(None) => "absent",
-        Err(_) => "refused",
-    });
-    CertSource::Forwarded(read)
+    count_forwarded(
+        gw,
+        match &read {
+            Ok(Some(_)) => "accepted",
+            Ok(None) => "absent",
+            Err(_) => "refused",
+        },
+    );
+    Some(read)
 }
 
 enum Route<'a> {
@@ -196,9 +207,8 @@ where
     let started = Instant::now();
     let id = request_id(&req);
     let path = req.uri().path().to_string();
-    let source = cert_source(&gw, &conn, &req);
     let (mut response, route_label, outcome) = match route(&path) {
-        _ if matches!(source, CertSource::Denied) => {
+        _ if denied(&gw, &conn) => {
             let e = GatewayError::new(
                 ErrorKind::Forbidden,
                 "this listener serves trusted proxies only",
@@ -212,12 +222,12 @@ where
         }
         Route::Token(which, tenant) => {
             let mut audit = Audit::default();
-            let presented = match source {
-                CertSource::Forwarded(read) => {
+            let presented = match forwarded(&gw, &conn, &req) {
+                Some(read) => {
                     audit.forwarded = true;
                     read
                 }
-                _ => Ok(conn.peer_cert.clone()),
+                None => Ok(conn.peer_cert.clone()),
             };
             let result = token::handle(&gw, presented, which, tenant, req, &mut audit).await;
             let (response, outcome, reason) = match result {

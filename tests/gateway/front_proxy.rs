@@ -456,3 +456,73 @@ fn front_proxy_config_is_validated() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn only_token_requests_read_the_forwarded_certificate() {
+    let h = start(front_proxy("client-cert", "\"127.0.0.1/32\"", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(plain_addr(&h))
+        .await
+        .unwrap();
+    let header = header_for("client-cert", "client").remove(0).1;
+    tcp.write_all(format!("GET /.well-known/openid-configuration HTTP/1.1\r\nhost: g\r\nclient-cert: {header}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    let (_, text) = http_get(&h.admin_url("/metrics")).await;
+    assert_eq!(
+        metric(
+            &text,
+            "mtls_gateway_forwarded_certificates_total{result=\"accepted\"}"
+        ),
+        None
+    );
+    assert_eq!(
+        plain_token(
+            plain_addr(&h),
+            &header_for("client-cert", "client"),
+            &form(PKI_CLIENT)
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, text) = http_get(&h.admin_url("/metrics")).await;
+    assert_eq!(
+        metric(
+            &text,
+            "mtls_gateway_forwarded_certificates_total{result=\"accepted\"}"
+        ),
+        Some(1.0)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn removing_front_proxy_by_reload_closes_the_plain_listener_to_everyone() {
+    let h = start(front_proxy("client-cert", "\"127.0.0.1/32\"", "")).await;
+    let addr = plain_addr(&h);
+    assert_eq!(
+        plain_token(
+            addr,
+            &header_for("client-cert", "client"),
+            &form(PKI_CLIENT)
+        )
+        .await
+        .0,
+        200
+    );
+    // The same configuration without [front_proxy]; the listener stays bound until restart.
+    h.setup.dir.write("gateway.toml", &Setup::new().toml());
+    h.running.as_ref().unwrap().reload().unwrap();
+    let (status, _) = plain_token(
+        addr,
+        &header_for("client-cert", "client"),
+        &form(PKI_CLIENT),
+    )
+    .await;
+    assert_eq!(status, 403);
+    h.stop().await;
+}
