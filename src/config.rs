@@ -1199,7 +1199,8 @@ pub fn parse_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
     }
 }
 
-fn parse_crls(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+/// Reads CRLs from a PEM file (every X509 CRL block) or one DER CRL.
+pub fn parse_crls(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let crls: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(bytes).collect();
         let crls = crls.map_err(|e| format!("bad PEM: {e}"))?;

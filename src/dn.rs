@@ -48,8 +48,27 @@ pub fn keyword_of(oid: &str) -> Option<&'static str> {
 pub struct Ava {
     /// Dotted OID of the attribute type.
     pub oid: String,
-    /// The value, normalised: trimmed, inner space runs folded, lower-cased.
+    /// The value, normalised: trimmed, inner space runs folded, lower-cased; for an opaque
+    /// value, the lower-case hex of its DER.
     pub value: String,
+    /// A certificate value of a string type that is not decoded as text (SPEC §5): it never
+    /// equals a configured value, which is always text.
+    pub opaque: bool,
+}
+
+/// An attribute value as a certificate holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrValue<'a> {
+    /// A string type decoded as its tag says.
+    Text(&'a str),
+    /// Anything else: the value's whole DER (tag, length, content), shown as `#hex`.
+    Opaque(&'a [u8]),
+}
+
+impl<'a> From<&'a str> for AttrValue<'a> {
+    fn from(s: &'a str) -> Self {
+        Self::Text(s)
+    }
 }
 
 /// A distinguished name in DER order (most general RDN first); each RDN's AVAs sorted.
@@ -151,19 +170,28 @@ impl DistinguishedName {
     }
 
     /// Builds a DN from a certificate's attributes, given as (OID, value) in DER order.
-    pub fn from_der_order<'a, R, A>(rdns: R) -> Self
+    pub fn from_der_order<'a, R, A, V>(rdns: R) -> Self
     where
         R: IntoIterator<Item = A>,
-        A: IntoIterator<Item = (&'a str, &'a str)>,
+        A: IntoIterator<Item = (&'a str, V)>,
+        V: Into<AttrValue<'a>>,
     {
         Self(
             rdns.into_iter()
                 .map(|rdn| {
                     let mut avas: Vec<Ava> = rdn
                         .into_iter()
-                        .map(|(oid, value)| Ava {
-                            oid: oid.to_string(),
-                            value: normalize_value(value),
+                        .map(|(oid, value)| match value.into() {
+                            AttrValue::Text(text) => Ava {
+                                oid: oid.to_string(),
+                                value: normalize_value(text),
+                                opaque: false,
+                            },
+                            AttrValue::Opaque(der) => Ava {
+                                oid: oid.to_string(),
+                                value: crate::identity::hex_lower(der),
+                                opaque: true,
+                            },
                         })
                         .collect();
                     avas.sort();
@@ -193,16 +221,15 @@ impl DistinguishedName {
     }
 }
 
-/// Trims surrounding white space, keeping a trailing space that a backslash escapes
-/// (`CN=a\\ ` ends with an escaped space, RFC 4514 §2.4).
+/// Trims surrounding ASCII spaces, keeping a trailing space that a backslash escapes
+/// (`CN=a\\ ` ends with an escaped space, RFC 4514 §2.4). Only U+0020 is trimmed here: any
+/// other white space is part of what the string says, and is folded (or not) only when values
+/// are compared ([`normalize_value`]), never before deciding whether a value is `#hex`.
 fn trim_unescaped(s: &str) -> &str {
-    let s = s.trim_start();
+    let s = s.trim_start_matches(' ');
     let mut end = s.len();
-    while let Some(c) = s[..end].chars().next_back() {
-        if !c.is_whitespace() {
-            break;
-        }
-        let backslashes = s[..end - c.len_utf8()]
+    while s[..end].ends_with(' ') {
+        let backslashes = s[..end - 1]
             .bytes()
             .rev()
             .take_while(|b| *b == b'\\')
@@ -210,7 +237,7 @@ fn trim_unescaped(s: &str) -> &str {
         if backslashes % 2 == 1 {
             break;
         }
-        end -= c.len_utf8();
+        end -= 1;
     }
     &s[..end]
 }
@@ -239,6 +266,7 @@ fn parse_ava(ava: &str) -> Result<Ava, DnError> {
     Ok(Ava {
         oid,
         value: normalize_value(&raw),
+        opaque: false,
     })
 }
 
@@ -247,11 +275,14 @@ fn parse_ava_parts(ava: &str) -> Result<(String, String), DnError> {
     let (ty, value) = ava
         .split_once('=')
         .ok_or_else(|| DnError::MissingEquals(ava.trim().to_string()))?;
-    let ty = ty.trim();
+    let ty = ty.trim_matches(' ');
     let oid = parse_type(ty)?;
-    let value = value.trim_start();
+    // RFC 4514 §2.4: only an unescaped '#' as the very first character (after the ASCII
+    // spaces a lenient reader skips) starts a hex value.
+    let value = value.trim_start_matches(' ');
     let raw = if let Some(hex) = value.strip_prefix('#') {
-        decode_hex_value(hex.trim_end()).ok_or_else(|| DnError::BadHex(ava.trim().to_string()))?
+        decode_hex_value(trim_unescaped(hex))
+            .ok_or_else(|| DnError::BadHex(ava.trim().to_string()))?
     } else {
         unescape(value).map_err(|e| match e {
             Unescape::Bad => DnError::BadEscape(ava.trim().to_string()),
@@ -326,28 +357,50 @@ fn decode_hex_value(hex: &str) -> Option<String> {
     if len >= 0x80 || content.len() != usize::from(len) {
         return None;
     }
+    decode_directory_string(tag, content)
+}
+
+/// The text of a string value with universal tag `tag`, decoded exactly as SPEC §5 says:
+/// UTF8String, PrintableString, IA5String, BMPString (UCS-2 big-endian), UniversalString
+/// (UCS-4 big-endian), and a TeletexString only when every byte is printable ASCII. `None`
+/// for any other tag or for content that breaks its type's rules: such a value is never text.
+pub fn decode_directory_string(tag: u8, content: &[u8]) -> Option<String> {
+    const UTF8: u8 = 0x0c;
+    const PRINTABLE: u8 = 0x13;
+    const TELETEX: u8 = 0x14;
+    const IA5: u8 = 0x16;
+    const UNIVERSAL: u8 = 0x1c;
+    const BMP: u8 = 0x1e;
+    let printable = |b: &u8| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(b);
     match tag {
-        // UTF8String, PrintableString, T61String (as Latin-1 is not exact; accept ASCII), IA5String
-        0x0c | 0x13 | 0x16 => String::from_utf8(content.to_vec()).ok(),
-        0x14 if content.is_ascii() => String::from_utf8(content.to_vec()).ok(),
-        // BMPString: UTF-16BE
-        0x1e if content.len() % 2 == 0 => {
-            let units: Vec<u16> = content
-                .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16(&units).ok()
-        }
+        UTF8 => String::from_utf8(content.to_vec()).ok(),
+        PRINTABLE if content.iter().all(printable) => ascii(content),
+        IA5 if content.is_ascii() => ascii(content),
+        TELETEX if content.iter().all(|b| (0x20..=0x7e).contains(b)) => ascii(content),
+        // UCS-2: one code point per unit, so surrogates are not characters here.
+        BMP if content.len() % 2 == 0 => content
+            .chunks_exact(2)
+            .map(|c| char::from_u32(u32::from(u16::from_be_bytes([c[0], c[1]]))))
+            .collect(),
+        UNIVERSAL if content.len() % 4 == 0 => content
+            .chunks_exact(4)
+            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
         _ => None,
     }
 }
 
+fn ascii(content: &[u8]) -> Option<String> {
+    std::str::from_utf8(content).ok().map(str::to_string)
+}
+
 /// Writes (OID, raw value) RDNs given in DER order as an RFC 4514 string, most specific first.
-pub fn to_rfc4514<'a, R, A>(rdns_der_order: R) -> String
+pub fn to_rfc4514<'a, R, A, V>(rdns_der_order: R) -> String
 where
     R: IntoIterator<Item = A>,
     R::IntoIter: DoubleEndedIterator,
-    A: IntoIterator<Item = (&'a str, &'a str)>,
+    A: IntoIterator<Item = (&'a str, V)>,
+    V: Into<AttrValue<'a>>,
 {
     let mut out = String::new();
     for (i, rdn) in rdns_der_order.into_iter().rev().enumerate() {
@@ -363,7 +416,14 @@ where
                 None => out.push_str(oid),
             }
             out.push('=');
-            escape_into(&mut out, value);
+            match value.into() {
+                AttrValue::Text(text) => escape_into(&mut out, text),
+                // RFC 4514 §2.4: the hex form of the value's BER (here DER) encoding.
+                AttrValue::Opaque(der) => {
+                    out.push('#');
+                    out.push_str(&crate::identity::hex_lower(der));
+                }
+            }
         }
     }
     out

@@ -130,7 +130,23 @@ pub fn read(format: HeaderFormat, headers: &HeaderMap) -> Result<Option<Chain>, 
             chain
         }
     };
+    // The leaf is read (and refused with its reason) by the token endpoint; every element
+    // after it must be a certificate, or the header is malformed (SPEC §3).
+    let chain_header = match format {
+        HeaderFormat::ClientCert => "client-cert-chain",
+        _ => name,
+    };
+    if chain.iter().skip(1).any(|c| !is_certificate(c)) {
+        return Err(ForwardedError::Malformed(
+            chain_header,
+            "a chain element is not a DER X.509 certificate",
+        ));
+    }
     Ok(Some(chain))
+}
+
+fn is_certificate(der: &CertificateDer<'_>) -> bool {
+    matches!(x509_parser::parse_x509_certificate(der.as_ref()), Ok((rest, _)) if rest.is_empty())
 }
 
 /// The one value of `name`, refusing duplicates and oversized values; an empty value counts

@@ -70,7 +70,7 @@ impl ClientIdentity {
         let subject = DistinguishedName::from_der_order(
             subject_rdns
                 .iter()
-                .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v.as_str()))),
+                .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v))),
         );
         let subject_display = rfc4514(&subject_rdns);
         let issuer_display = rfc4514(&name_rdns(cert.issuer()));
@@ -122,19 +122,44 @@ impl ClientIdentity {
     }
 }
 
-type Rdns = Vec<Vec<(String, String)>>;
+/// A certificate attribute value: decoded text, or the DER of a value that is not text.
+#[derive(Debug, Clone)]
+enum Value {
+    Text(String),
+    Opaque(Vec<u8>),
+}
 
-/// A name's RDNs in DER order as (dotted OID, value) pairs. Values that are not a string
-/// type x509-parser can read are kept as `#hex` of their content so they never match by accident.
+impl<'a> From<&'a Value> for dn::AttrValue<'a> {
+    fn from(v: &'a Value) -> Self {
+        match v {
+            Value::Text(t) => dn::AttrValue::Text(t),
+            Value::Opaque(d) => dn::AttrValue::Opaque(d),
+        }
+    }
+}
+
+type Rdns = Vec<Vec<(String, Value)>>;
+
+/// A name's RDNs in DER order as (dotted OID, value) pairs, each value decoded exactly as its
+/// ASN.1 tag says (SPEC §5, [`dn::decode_directory_string`]); any other value is opaque.
 fn name_rdns(name: &x509_parser::x509::X509Name<'_>) -> Rdns {
     name.iter_rdn()
         .map(|rdn| {
             rdn.iter()
                 .map(|ava| {
                     let oid = ava.attr_type().to_id_string();
-                    let value = match ava.as_str() {
-                        Ok(s) => s.to_string(),
-                        Err(_) => bmp_or_hex(ava.attr_value().data),
+                    let any = ava.attr_value();
+                    let header = &any.header;
+                    let universal_primitive = header.class()
+                        == x509_parser::der_parser::asn1_rs::Class::Universal
+                        && !header.is_constructed();
+                    let text = u8::try_from(header.tag().0)
+                        .ok()
+                        .filter(|_| universal_primitive)
+                        .and_then(|tag| dn::decode_directory_string(tag, any.data));
+                    let value = match text {
+                        Some(t) => Value::Text(t),
+                        None => Value::Opaque(der_of(header, any.data)),
                     };
                     (oid, value)
                 })
@@ -143,23 +168,49 @@ fn name_rdns(name: &x509_parser::x509::X509Name<'_>) -> Rdns {
         .collect()
 }
 
-fn bmp_or_hex(data: &[u8]) -> String {
-    if data.len() % 2 == 0 {
-        let units: Vec<u16> = data
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect();
-        if let Ok(s) = String::from_utf16(&units) {
-            return s;
+/// Re-encodes a value's tag, length and content (DER lengths).
+fn der_of(header: &x509_parser::der_parser::asn1_rs::Header<'_>, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 6);
+    match header.raw_tag() {
+        Some(raw) => out.extend_from_slice(raw),
+        None => {
+            let class = (header.class() as u8) << 6;
+            let constructed = if header.is_constructed() { 0x20 } else { 0 };
+            let tag = header.tag().0;
+            if tag < 0x1f {
+                out.push(class | constructed | tag as u8);
+            } else {
+                // High tag number form: base-128, most significant group first.
+                out.push(class | constructed | 0x1f);
+                let groups: Vec<u8> = (0..5)
+                    .rev()
+                    .map(|i| ((tag >> (7 * i)) & 0x7f) as u8)
+                    .skip_while(|g| *g == 0)
+                    .collect();
+                let last = groups.len().saturating_sub(1);
+                for (i, g) in groups.iter().enumerate() {
+                    out.push(if i < last { g | 0x80 } else { *g });
+                }
+            }
         }
     }
-    format!("#{}", hex_lower(data))
+    let len = data.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(data);
+    out
 }
 
 fn rfc4514(rdns: &Rdns) -> String {
     dn::to_rfc4514(
         rdns.iter()
-            .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v.as_str()))),
+            .map(|rdn| rdn.iter().map(|(o, v)| (o.as_str(), v))),
     )
 }
 

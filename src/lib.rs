@@ -28,6 +28,8 @@ pub mod config;
 pub mod dn;
 pub mod error;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod idp;
 pub mod listener;

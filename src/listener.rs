@@ -2,6 +2,8 @@
 //! accept loop (handshake timeout, connection limit), the admin listener, hot reload, and
 //! graceful shutdown.
 
+mod io;
+
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::service::{self, ConnInfo, Gateway};
 use crate::tls::verifier::PeerCertificate;
 use crate::upstream::Upstream;
+use io::{FirstByteDeadline, QuickAck};
 
 /// How often the files a configuration names are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -485,7 +488,7 @@ async fn serve_connection(
     state: Arc<ArcSwap<Gateway>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let _ = tcp.set_nodelay(true);
+    let tcp = QuickAck::new(tcp);
     let gw = state.load_full();
     let metrics = gw.metrics.clone();
     let _open = ConnectionGuard::new(&metrics.open_connections);
@@ -535,97 +538,6 @@ async fn serve_connection(
     };
     let io = FirstByteDeadline::new(stream, limits.header_read_timeout);
     serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
-}
-
-/// Fails a connection's reads with `TimedOut` when its first byte does not arrive in time.
-///
-/// hyper-util's auto builder waits for the first bytes (to tell HTTP/1 from HTTP/2) without a
-/// timeout, and hyper's `header_read_timeout` starts only after them: without this, a client that
-/// completes the handshake and then sends nothing holds a connection slot forever.
-struct FirstByteDeadline<I> {
-    inner: I,
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<I> FirstByteDeadline<I> {
-    fn new(inner: I, within: Duration) -> Self {
-        Self {
-            inner,
-            deadline: Some(Box::pin(tokio::time::sleep(within))),
-        }
-    }
-}
-
-impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByteDeadline<I> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::future::Future as _;
-        use std::task::Poll;
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.deadline = None;
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => {
-                let expired = this
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
-                if expired {
-                    Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no request within header_read_timeout",
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadline<I> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy).

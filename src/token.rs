@@ -55,31 +55,72 @@ impl Form<'_> {
     }
 }
 
-/// Parses a form body strictly: UTF-8 after decoding, valid percent escapes, and no
-/// parameter name twice (RFC 6749 §3.2), whatever the values.
+/// The most parameters a token request may have (SPEC §4 step 2).
+pub const MAX_PARAMETERS: usize = 64;
+
+/// The parameter names the gateway reads or adds. Entra reads names case-insensitively, so a
+/// case variant of one of these (`Scope`, `CLIENT_ID`) could mean something to Entra that
+/// the gateway did not check: it is refused.
+const KNOWN_NAMES: [&str; 7] = [
+    "grant_type",
+    "client_id",
+    "scope",
+    "resource",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+];
+
+/// Parses a form body strictly, in one pass: UTF-8 after decoding, valid percent escapes, at
+/// most [`MAX_PARAMETERS`] parameters, no parameter name twice (RFC 6749 §3.2) whatever the
+/// values, and no name that differs only in ASCII case from another name of the request or
+/// from one the gateway reads or adds.
 pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
     let mut pairs: Vec<(String, String, &[u8])> = Vec::new();
     for segment in body.split(|b| *b == b'&') {
         if segment.is_empty() {
             continue;
         }
+        if pairs.len() == MAX_PARAMETERS {
+            return Err(GatewayError::invalid_request(format!(
+                "the request has more than {MAX_PARAMETERS} parameters"
+            )));
+        }
         let (name, value) = match segment.iter().position(|b| *b == b'=') {
             Some(i) => (&segment[..i], &segment[i + 1..]),
             None => (segment, &segment[..0]),
         };
         let name = decode_component(name)?;
-        let value = decode_component(value)?;
         if name.is_empty() {
             return Err(GatewayError::invalid_request(
                 "the form has a parameter without a name",
             ));
         }
-        if pairs.iter().any(|(n, _, _)| *n == name) {
+        // At most MAX_PARAMETERS names are held, so this scan is bounded by a constant.
+        if let Some((seen, _, _)) = pairs.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&name)) {
+            return Err(GatewayError::invalid_request(if *seen == name {
+                format!(
+                    "parameter '{}' is included more than once",
+                    printable(&name)
+                )
+            } else {
+                format!(
+                    "parameters '{}' and '{}' differ only in case; parameter names are case-sensitive",
+                    printable(seen),
+                    printable(&name)
+                )
+            }));
+        }
+        if let Some(known) = KNOWN_NAMES
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(&name) && **k != name)
+        {
             return Err(GatewayError::invalid_request(format!(
-                "parameter '{}' is included more than once",
+                "parameter '{}' is not '{known}': parameter names are case-sensitive",
                 printable(&name)
             )));
         }
+        let value = decode_component(value)?;
         pairs.push((name, value, segment));
     }
     Ok(Form { pairs })
@@ -558,6 +599,28 @@ mod tests {
         assert!(parse_form(b"a=1&a=1").is_err());
         assert!(parse_form(b"a=&a=").is_err());
         assert!(parse_form(b"a=1&%61=2").is_err());
+    }
+
+    #[test]
+    fn case_variants_of_names_are_refused() {
+        assert!(parse_form(b"scope=a&Scope=b").is_err());
+        assert!(parse_form(b"Client_Assertion=x").is_err());
+        assert!(parse_form(b"CLIENT_ID=x").is_err());
+        assert!(parse_form(b"foo=1&FOO=2").is_err());
+        assert!(parse_form(b"foo=1&bar=2").is_ok());
+    }
+
+    #[test]
+    fn at_most_64_parameters() {
+        let body: Vec<u8> = (0..64)
+            .map(|i| format!("p{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes();
+        assert_eq!(parse_form(&body).unwrap().pairs.len(), 64);
+        let mut more = body.clone();
+        more.extend_from_slice(b"&p64=v");
+        assert!(parse_form(&more).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod config;
 mod examples;
 #[path = "gateway/front_proxy.rs"]
 mod front_proxy;
+#[path = "gateway/fuzzing.rs"]
+mod fuzzing;
 #[path = "gateway/idp.rs"]
 mod idp;
 #[path = "gateway/limits.rs"]

@@ -187,26 +187,27 @@ fn mock_idp_runs_alone_and_issues_tokens_for_registered_credentials() {
     use std::io::BufRead;
     let dir = TestDir::new();
     let ca_out = dir.path("idp-ca.pem");
-    let mut child = bin()
-        .args([
-            "mock-idp",
-            "--listen",
-            "127.0.0.1:0",
-            "--tenant",
-            "contoso",
-            "--client",
-        ])
-        .arg(format!(
-            "{PKI_CLIENT}={}",
-            dir.path("signing.pem").display()
-        ))
-        .arg("--ca-out")
-        .arg(&ca_out)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = crate::support::process::Supervised::spawn(
+        bin()
+            .args([
+                "mock-idp",
+                "--listen",
+                "127.0.0.1:0",
+                "--tenant",
+                "contoso",
+                "--client",
+            ])
+            .arg(format!(
+                "{PKI_CLIENT}={}",
+                dir.path("signing.pem").display()
+            ))
+            .arg("--ca-out")
+            .arg(&ca_out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+        "TERM",
+    );
+    let mut lines = std::io::BufReader::new(child.child_mut().stdout.take().unwrap()).lines();
     let endpoint = lines
         .by_ref()
         .map_while(Result::ok)
@@ -250,8 +251,7 @@ fn mock_idp_runs_alone_and_issues_tokens_for_registered_credentials() {
             .await
             .unwrap()
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(
         answer.status,
         200,

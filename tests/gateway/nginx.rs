@@ -1,27 +1,8 @@
 //! A real nginx terminates mTLS and forwards `$ssl_client_escaped_cert` to the gateway's plain
 //! listener, as a platform team would deploy it.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use crate::support::process::start_nginx;
 use crate::support::*;
-
-struct Nginx(std::process::Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn nginx_terminating_mtls_forwards_the_certificate_to_the_plain_listener() {
@@ -30,9 +11,9 @@ async fn nginx_terminating_mtls_forwards_the_certificate_to_the_plain_listener()
     let h = setup.start().await;
     let plain = h.running.as_ref().unwrap().plain_addr.unwrap();
     let dir = &h.setup.dir.0;
-    let port = free_port();
-    let conf = format!(
-        r#"worker_processes 1;
+    let conf = |port: u16| {
+        format!(
+            r#"worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/nginx-error.log info;
 events {{ worker_connections 64; }}
@@ -62,26 +43,12 @@ http {{
   }}
 }}
 "#,
-        dir = dir.display()
-    );
-    let conf_path = h.setup.dir.write("nginx.conf", &conf);
-    let nginx = Command::new("nginx")
-        .args(["-e", "stderr", "-g", "daemon off; user root;", "-c"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (Debian nginx-light) is installed by .ci/run");
-    let _nginx = Nginx(nginx);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            dir = dir.display()
+        )
+    };
+    let Some((_nginx, port)) = start_nginx(dir, conf) else {
+        return;
+    };
     let url = format!("https://localhost:{port}/token");
     // A good client gets a token through nginx.
     let answer = client_for(Some("client"), false)

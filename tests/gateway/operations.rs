@@ -1,9 +1,6 @@
 //! SPEC §7: metrics, health, reload (SIGHUP, file changes, Kubernetes symlink swaps), graceful
 //! shutdown, JSON logs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::pem::PemObject;
@@ -11,6 +8,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::process::Served;
 use crate::support::upstream::{Behaviour, FakeUpstream};
 use crate::support::*;
 
@@ -368,95 +366,6 @@ async fn reloads_under_load_drop_no_request() {
     h.stop().await;
 }
 
-/// The binary, its JSON log lines arriving on a channel.
-struct Served {
-    child: std::process::Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Served {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
-            .args(["--log-format", "json", "serve", "-c"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log event with `message`; returns it.
-    fn event(&mut self, message: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(v) = self
-                .seen
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|v| v["message"] == message)
-            {
-                return v;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("no log event {message:?}; saw:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn addr(&mut self, message: &str) -> std::net::SocketAddr {
-        self.event(message)["addr"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -{name} {}", self.child.id()))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the gateway did not exit");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_broken_config_keeps_serving_and_counts_the_error() {
     let setup = Setup::new();
@@ -530,8 +439,8 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0_with_json_logs() {
     let status = served.wait_exit();
     assert!(status.success(), "{status:?}");
     // JSON logs: one object per line, with the audit fields.
-    assert!(!served.seen.is_empty());
-    for line in &served.seen {
+    assert!(!served.seen().is_empty());
+    for line in served.seen() {
         let v: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v.is_object());

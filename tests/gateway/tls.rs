@@ -126,3 +126,58 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     assert!(started.elapsed() < std::time::Duration::from_millis(1300));
     h.stop().await;
 }
+
+/// One token request on a new TLS connection from a client that leaves Nagle on (the socket
+/// default) and writes the head and the body separately, as many legacy HTTP stacks do;
+/// returns the time from the first byte of the request to the end of the answer.
+async fn nagle_client_request(h: &Harness, version: &str) -> (std::time::Duration, String) {
+    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    assert!(!tcp.nodelay().unwrap(), "the client must leave Nagle on");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls(
+        Some("client"),
+        &[&rustls::version::TLS13],
+    )))
+    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    .await
+    .unwrap();
+    let body = form(PKI_CLIENT);
+    let head = format!(
+        "POST /token {version}\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let started = std::time::Instant::now();
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    tls.write_all(body.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&out).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_nagle_on_client_writing_head_and_body_apart_is_not_held_by_delayed_acks() {
+    let h = Setup::new().start().await;
+    // Warm the upstream connection pool so that only the client's own path is measured.
+    assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
+    for version in ["HTTP/1.0", "HTTP/1.1"] {
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let (took, answer) = nagle_client_request(&h, version).await;
+            assert!(answer.contains(" 200 OK"), "{version}: {answer}");
+            times.push(took);
+        }
+        times.sort();
+        // Without immediate ACKs each request waits for the 40 ms delayed-ACK timer, once
+        // after the handshake and once after the head.
+        assert!(
+            times[2] < std::time::Duration::from_millis(20),
+            "{version}: median {:?} of {times:?}",
+            times[2]
+        );
+    }
+    h.stop().await;
+}

@@ -2,6 +2,7 @@
 //! the real gateway on loopback, a scriptable upstream, and captured logs.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod upstream;
 
 use std::io::Write as _;

@@ -1,0 +1,275 @@
+//! External processes a test starts (the gateway binary, nginx, …), stopped the way each
+//! program's documentation says, so that a run leaves nothing behind.
+//!
+//! Each process starts in a process group of its own. Stopping sends the program's graceful
+//! signal to its main process (nginx: SIGQUIT, which also stops its workers; the gateway:
+//! SIGTERM), waits a bounded time for it, and as the last step sends SIGKILL to the whole
+//! group, which reaches children a killed parent would have orphaned.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a graceful stop may take before the group is killed.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// A running external process, stopped (gracefully, then by force) when dropped.
+pub struct Supervised {
+    child: Child,
+    graceful: &'static str,
+    name: String,
+}
+
+impl Supervised {
+    /// Starts `cmd` in a new process group; `graceful` is the signal that stops it cleanly
+    /// (`"QUIT"` for nginx, `"TERM"` for most daemons).
+    pub fn spawn(cmd: &mut Command, graceful: &'static str) -> Self {
+        let name = format!("{:?}", cmd.get_program());
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            child,
+            graceful,
+            name,
+        }
+    }
+
+    /// The process id (also its process group id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child, for its pipes.
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Sends `signal` (a name such as `"HUP"`) to the main process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) is part of procps/util-linux");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// Waits up to `within` for the main process to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill_group(&self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg("--")
+            .arg(format!("-{}", self.child.id()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(format!("-{}", self.graceful))
+                .arg(self.child.id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if self.wait_exit(STOP_WAIT).is_none() {
+                eprintln!(
+                    "{} did not stop on SIG{}; killing its group",
+                    self.name, self.graceful
+                );
+            }
+        }
+        // Whatever the main process left (an nginx worker whose master died) goes with the group.
+        self.kill_group();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gateway binary under test with JSON logs on a channel, stopped by SIGTERM.
+pub struct Served {
+    process: Supervised,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    /// `mtls-gateway --log-format json serve -c CONFIG`.
+    pub fn start(config: &std::path::Path) -> Self {
+        Self::command(
+            Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+                .args(["--log-format", "json", "serve", "-c"])
+                .arg(config),
+        )
+    }
+
+    /// Any gateway command whose JSON log goes to standard error.
+    pub fn command(cmd: &mut Command) -> Self {
+        let mut process =
+            Supervised::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::piped()), "TERM");
+        let stderr = process
+            .child_mut()
+            .stderr
+            .take()
+            .expect("standard error is piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            process,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log event with `message`; returns it.
+    pub fn event(&mut self, message: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = self
+                .seen
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["message"] == message)
+            {
+                return v;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no log event {message:?}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// The `addr` field of the log event `message` (a listener reporting its bound address).
+    pub fn addr(&mut self, message: &str) -> std::net::SocketAddr {
+        self.event(message)["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("{message:?} carries no addr"))
+    }
+
+    /// Sends `signal` to the gateway.
+    pub fn signal(&self, signal: &str) {
+        self.process.signal(signal);
+    }
+
+    /// Waits for the gateway to exit, then collects the rest of its log.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let status = self
+            .process
+            .wait_exit(Duration::from_secs(20))
+            .expect("the gateway did not exit");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        status
+    }
+
+    /// Every log line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+/// An external tool a test needs: with `CI` set, missing is a failure naming the package;
+/// otherwise the test is skipped with that message (returns false).
+pub fn tool_available(tool: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool} || test -x /usr/sbin/{tool}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    let message = format!("{tool} is not installed: apt-get install {package} (bash .ci/run does)");
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}");
+    }
+    eprintln!("skipped: {message}");
+    false
+}
+
+/// A free loopback port, for programs that cannot bind port 0 and report it (nginx). Another
+/// process may take it before the program binds it: callers retry (see [`start_nginx`]).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("loopback has free ports")
+}
+
+/// Starts nginx (Debian `nginx-light`) in the foreground with the configuration `conf(port)`
+/// written to `dir/nginx.conf`; `conf` must write its pid file to `dir/nginx.pid`. A port
+/// taken between choosing and binding makes nginx exit at once: then another port is tried.
+/// Returns `None` (test skipped) when nginx is missing outside CI.
+pub fn start_nginx(
+    dir: &std::path::Path,
+    conf: impl Fn(u16) -> String,
+) -> Option<(Supervised, u16)> {
+    if !tool_available("nginx", "nginx-light") {
+        return None;
+    }
+    let pid_file = dir.join("nginx.pid");
+    for _attempt in 0..5 {
+        let port = free_port();
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf(port)).expect("the test folder is writable");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut nginx = Supervised::spawn(
+            Command::new("nginx")
+                .args(["-e", "stderr", "-g", "daemon off; user root;", "-c"])
+                .arg(&path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "QUIT",
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if nginx.wait_exit(Duration::ZERO).is_some() {
+                break; // most likely the port was taken: try another
+            }
+            if pid_file.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some((nginx, port));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!(
+        "nginx exited five times at start: {}",
+        std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
+    );
+}
