@@ -15,7 +15,7 @@ use mtls_gateway::dn::DistinguishedName;
 use mtls_gateway::identity::ClientIdentity;
 use mtls_gateway::pki;
 use mtls_gateway::registry::{AuthMethod, Registration, Registry, Selector};
-use mtls_gateway::tls::verifier::{ClientTrust, PeerCertificate};
+use mtls_gateway::trust::{ClientTrust, PeerCertificate};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -115,8 +115,17 @@ fn identity(c: &mut Criterion, f: &Fixture) {
     group.bench_function("identity_from_der", |b| {
         b.iter(|| ClientIdentity::from_der(black_box(leaf.clone())).unwrap())
     });
+    let now = mtls_gateway::trust::now_secs();
     group.bench_function("peer_certificate_with_chain_verification", |b| {
-        b.iter(|| PeerCertificate::new(black_box(std::slice::from_ref(&leaf)), &trust).unwrap())
+        b.iter(|| {
+            let peer = PeerCertificate::new(black_box(std::slice::from_ref(&leaf))).unwrap();
+            peer.trusted(&trust, 1, now).unwrap()
+        })
+    });
+    // Later requests of one connection within one configuration generation.
+    let peer = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
+    group.bench_function("cached_trust_verdict", |b| {
+        b.iter(|| peer.trusted(black_box(&trust), 1, now).unwrap())
     });
     group.finish();
 }
@@ -126,7 +135,8 @@ fn registry(c: &mut Criterion, f: &Fixture) {
     let key = PrivateKeyDer::from_pem_slice(f.signing.key.as_bytes()).unwrap();
     let signer = Arc::new(Signer::new(cert, &key, Alg::Rs256).unwrap());
     let trust = ClientTrust::new(vec![der(&f.ca.cert)], vec![], vec![]).unwrap();
-    let peer = PeerCertificate::new(&[der(&f.client.cert)], &trust).unwrap();
+    let peer = PeerCertificate::new(&[der(&f.client.cert)]).unwrap();
+    let now = mtls_gateway::trust::now_secs();
     let mut group = c.benchmark_group("registry_lookup_and_match");
     for n in [1usize, 100, 10_000] {
         let mut registry = Registry::default();
@@ -157,7 +167,7 @@ fn registry(c: &mut Criterion, f: &Fixture) {
             b.iter(|| {
                 r.get(black_box(CLIENT))
                     .unwrap()
-                    .authenticate(&peer, 1_800_000_000)
+                    .authenticate(&peer, &trust, 1, now)
                     .unwrap()
             })
         });
@@ -175,6 +185,27 @@ fn form(c: &mut Criterion) {
                 .len()
         })
     });
+    // Worst cases within max_body_bytes (64 KiB): 64 distinct names, then the 65th refused;
+    // one 64 KiB value full of escapes; 64 KiB of separators.
+    let mut many = String::new();
+    let mut i = 0;
+    while many.len() < 65_000 {
+        many.push_str(&format!("p{i}=&"));
+        i += 1;
+    }
+    let escapes = format!("grant_type=client_credentials&x={}", "%41".repeat(21_800));
+    let separators = "&".repeat(65_536);
+    let mut group = c.benchmark_group("form_parse_64KiB");
+    for (name, body) in [
+        ("many_parameters", many),
+        ("one_escaped_value", escapes),
+        ("separators", separators),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| mtls_gateway::token::parse_form(black_box(body.as_bytes())).is_ok())
+        });
+    }
+    group.finish();
 }
 
 fn benches(c: &mut Criterion) {

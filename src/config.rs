@@ -16,10 +16,13 @@ use crate::dn::{DistinguishedName, DnError};
 use crate::forwarded::{Cidr, HeaderFormat};
 use crate::identity;
 use crate::registry::{AuthMethod, Registration, Registry, Selector};
-use crate::tls::verifier::ClientTrust;
+use crate::trust::{Anchors, ClientTrust};
 
 // ---------------------------------------------------------------------------------------------
 // Raw file format
+
+/// `limits.max_connection_age` when not set.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +82,7 @@ struct RawLimits {
     request_timeout: Option<String>,
     max_connections: Option<usize>,
     shutdown_grace: Option<String>,
+    max_connection_age: Option<String>,
     rate_limit: Option<String>,
 }
 
@@ -227,6 +231,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time in-flight requests get on shutdown.
     pub shutdown_grace: Duration,
+    /// Age after which a connection is closed gracefully (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close`), so that no connection lives forever.
+    pub max_connection_age: Duration,
     /// Default per-client rate limit (`"20/s"`), if any.
     pub rate_limit: Option<String>,
 }
@@ -566,6 +573,29 @@ impl Cx {
         })
     }
 
+    /// Keeps, per issuer, only the newest CRL (SPEC §5), warning about the others.
+    fn newest_crls(
+        &mut self,
+        crls: Vec<rustls_pki_types::CertificateRevocationListDer<'static>>,
+        files: &[String],
+    ) -> Vec<rustls_pki_types::CertificateRevocationListDer<'static>> {
+        let ders: Vec<&[u8]> = crls.iter().map(|c| c.as_ref()).collect();
+        let (keep, superseded) = crate::trust::select_crls(&ders);
+        for (old, kept) in superseded {
+            let old: Vec<&str> = old.iter().map(|i| files[*i].as_str()).collect();
+            self.warnings.push(format!(
+                "server.crl: several CRLs have the same issuer; only the newest (highest CRL number, then latest thisUpdate) counts: using {}, ignoring {}",
+                files[kept],
+                old.join(", ")
+            ));
+        }
+        crls.into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, c)| c)
+            .collect()
+    }
+
     fn server(&mut self, s: RawServer) -> Option<Server> {
         let listen = self.socket_addr("server.listen", &s.listen);
         let public_url = match s.public_url {
@@ -601,15 +631,20 @@ impl Cx {
             intermediates.extend(self.certs(&format!("server.client_intermediates[{i}]"), p));
         }
         let mut crls = Vec::new();
+        let mut crl_files = Vec::new();
         for (i, p) in s.crl.iter().enumerate() {
             let k = format!("server.crl[{i}]");
             if let Some(bytes) = self.read(&k, p) {
                 match parse_crls(&bytes) {
-                    Ok(list) => crls.extend(list),
+                    Ok(list) => {
+                        crl_files.extend(std::iter::repeat_n(p.display().to_string(), list.len()));
+                        crls.extend(list);
+                    }
                     Err(e) => self.problem(&k, e),
                 }
             }
         }
+        let crls = self.newest_crls(crls, &crl_files);
         let client_trust = match ClientTrust::new(anchors, intermediates, crls) {
             Ok(t) => Arc::new(t),
             Err(e) => {
@@ -724,6 +759,11 @@ impl Cx {
                 "limits.shutdown_grace",
                 l.shutdown_grace.as_deref(),
                 Duration::from_secs(30),
+            ),
+            max_connection_age: self.duration(
+                "limits.max_connection_age",
+                l.max_connection_age.as_deref(),
+                DEFAULT_MAX_CONNECTION_AGE,
             ),
             rate_limit,
         }
@@ -1008,22 +1048,26 @@ impl Cx {
                         None
                     }
                 };
+                // Every certificate of the pin file is a CA the client may chain to.
                 let pin = match &c.tls_client_auth_ca {
                     None => None,
                     Some(p) => {
-                        let certs = self.certs(&format!("{key}.tls_client_auth_ca"), p);
-                        match certs.into_iter().next() {
-                            Some(ca) => match ClientTrust::pinned(ca) {
+                        let pin_key = format!("{key}.tls_client_auth_ca");
+                        let certs = self.certs(&pin_key, p);
+                        if certs.is_empty() {
+                            if self.path(p).exists() {
+                                self.problem(&pin_key, "holds no certificate");
+                            }
+                            ok = false;
+                            None
+                        } else {
+                            match Anchors::new(certs) {
                                 Ok(t) => Some(Arc::new(t)),
                                 Err(e) => {
-                                    self.problem(&format!("{key}.tls_client_auth_ca"), e);
+                                    self.problem(&pin_key, e);
                                     ok = false;
                                     None
                                 }
-                            },
-                            None => {
-                                ok = false;
-                                None
                             }
                         }
                     }

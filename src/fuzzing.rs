@@ -118,8 +118,10 @@ pub fn identity(data: &[u8]) {
             // An opaque value never parses as text, so a DN that parsed has none.
             assert_eq!(reparsed, id.subject, "{:?}", id.subject_display);
         }
-        if let Ok(trust) = crate::tls::verifier::ClientTrust::new(vec![], vec![], vec![]) {
-            let _ = crate::tls::verifier::PeerCertificate::new(&[der], &trust);
+        if let Ok(peer) = crate::trust::PeerCertificate::new(&[der]) {
+            if let Ok(trust) = crate::trust::ClientTrust::new(vec![], vec![], vec![]) {
+                let _ = peer.trusted(&trust, 1, 0);
+            }
         }
     }
 }
@@ -160,10 +162,10 @@ pub fn assertion(data: &[u8]) {
 /// CRL files (PEM or DER) as `server.crl` reads them: never panic.
 pub fn crl(data: &[u8]) {
     if let Ok(crls) = crate::config::parse_crls(data) {
-        let _ = crate::tls::verifier::ClientTrust::new(vec![], vec![], crls);
+        let _ = crate::trust::ClientTrust::new(vec![], vec![], crls);
     }
     let der = CertificateRevocationListDer::from(data.to_vec());
-    let _ = crate::tls::verifier::ClientTrust::new(vec![], vec![], vec![der]);
+    let _ = crate::trust::ClientTrust::new(vec![], vec![], vec![der]);
 }
 
 /// An upstream's token answer as the token cache reads it: never panic; a cached answer's

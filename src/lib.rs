@@ -4,7 +4,9 @@
 //! One token request, file by file:
 //! 1. [`listener`] accepts a TCP connection and completes the TLS handshake ([`tls`]): the
 //!    client proves it holds its certificate's key.
-//! 2. [`tls::verifier`] verifies the chain once per connection; [`identity`] reads the leaf.
+//! 2. [`identity`] reads the leaf; [`trust`] verifies its chain per request against the
+//!    configuration generation serving it (a connection reuses the verdict within one
+//!    generation until the earliest notAfter / CRL nextUpdate).
 //!    Behind a trusted proxy, [`forwarded`] reads the certificate from a header instead.
 //! 3. [`service`] routes the request; [`token`] runs the ordered checks of SPEC §4.
 //! 4. [`registry`] binds the certificate to the client_id (RFC 8705 §2, [`dn`] for DNs) and
@@ -40,4 +42,5 @@ pub mod registry;
 pub mod service;
 pub mod tls;
 pub mod token;
+pub mod trust;
 pub mod upstream;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -25,7 +24,7 @@ use crate::config::{Config, UpstreamKind};
 use crate::idp::Idp;
 use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::service::{self, ConnInfo, Gateway};
-use crate::tls::verifier::PeerCertificate;
+use crate::trust::PeerCertificate;
 use crate::upstream::Upstream;
 use io::{FirstByteDeadline, QuickAck};
 
@@ -92,11 +91,12 @@ impl Reloader {
                         .set_registrations(registrations(&gateway.config, name))?;
                 }
                 self.metrics.set_expiry(&gateway.config);
+                self.metrics.prime(&gateway.config);
                 self.tls.store(tls);
                 self.state.store(Arc::new(gateway));
                 Ok(())
             });
-        let label = if result.is_ok() { "success" } else { "error" };
+        let label = if result.is_ok() { "success" } else { "failure" };
         self.metrics
             .config_reloads
             .get_or_create(&ResultLabels { result: label })
@@ -183,15 +183,32 @@ fn build(
             Upstream::new(spec.clone(), embedded).map_err(|e| format!("upstreams.{name}: {e}"))?;
         upstreams.insert(name.clone(), Arc::new(upstream));
     }
-    let tls = crate::tls::server_config(&config.server).map_err(|e| format!("server TLS: {e}"))?;
+    let tls = crate::tls::server_config(&config.server, ca_hints(&config))
+        .map_err(|e| format!("server TLS: {e}"))?;
     Ok((
         Gateway {
+            generation: crate::service::next_generation(),
             config: Arc::new(config),
             upstreams,
             metrics: metrics.clone(),
         },
         tls,
     ))
+}
+
+/// The CA names offered to clients: `client_ca`, then every pinned CA not already listed.
+fn ca_hints(config: &Config) -> Vec<rustls::DistinguishedName> {
+    let mut hints = config.server.client_trust.anchors.hints();
+    for reg in config.registry.iter() {
+        if let crate::registry::AuthMethod::Pki { pin: Some(pin), .. } = &reg.method {
+            for hint in pin.hints() {
+                if !hints.iter().any(|h| h.as_ref() == hint.as_ref()) {
+                    hints.push(hint);
+                }
+            }
+        }
+    }
+    hints
 }
 
 /// A running gateway.
@@ -282,6 +299,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .collect();
 
     metrics.set_expiry(&config);
+    metrics.prime(&config);
     let seen = fingerprint(&config.files);
     let path = config.source.clone();
     let listen = config.server.listen;
@@ -432,7 +450,6 @@ async fn accept_loop(
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
     let limits = state.load().config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -461,7 +478,7 @@ async fn accept_loop(
             }
         };
         let state = state.clone();
-        let watcher = graceful.watcher();
+        let watcher = shutdown.clone();
         let acceptor = (!is_plain).then(|| TlsAcceptor::from(tls.load_full()));
         tokio::spawn(async move {
             let _permit = permit;
@@ -471,7 +488,9 @@ async fn accept_loop(
     drop(listener);
     drop(plain);
     tracing::info!("stopped accepting; finishing in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    // Every connection holds a slot until it is done: all slots back means all drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -486,7 +505,7 @@ async fn serve_connection(
     peer_addr: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     state: Arc<ArcSwap<Gateway>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: watch::Receiver<bool>,
 ) {
     let tcp = QuickAck::new(tcp);
     let gw = state.load_full();
@@ -528,7 +547,7 @@ async fn serve_connection(
     let peer_cert = stream.get_ref().1.peer_certificates().map(|chain| {
         let chain: Vec<CertificateDer<'static>> =
             chain.iter().map(|c| c.clone().into_owned()).collect();
-        PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
+        PeerCertificate::new(&chain).map(Arc::new)
     });
     drop(gw);
     let conn = ConnInfo {
@@ -546,7 +565,7 @@ async fn serve_http<I>(
     conn: ConnInfo,
     state: Arc<ArcSwap<Gateway>>,
     limits: &crate::config::Limits,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -572,7 +591,36 @@ async fn serve_http<I>(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
+    tokio::pin!(conn);
+    // No connection lives forever: past max_connection_age, or on shutdown, it is closed
+    // gracefully (HTTP/2 GOAWAY; HTTP/1.1 finishes the request in flight with
+    // `Connection: close`), and the requests in flight finish.
+    let age = tokio::time::sleep(limits.max_connection_age);
+    tokio::pin!(age);
+    let mut closing = false;
+    if *shutdown.borrow_and_update() {
+        conn.as_mut().graceful_shutdown();
+        closing = true;
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer_addr, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = &mut age, if !closing => {
+                tracing::debug!(peer = %peer_addr, "max_connection_age reached; closing the connection gracefully");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            changed = shutdown.changed(), if !closing => {
+                if changed.is_err() || *shutdown.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
     }
 }

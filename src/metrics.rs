@@ -247,6 +247,44 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates, at zero, the series whose label values the configuration already tells, so
+    /// that every family is exposed from start-up and `rate()` and absence alerts work before
+    /// the first event (SPEC §7).
+    pub fn prime(&self, config: &Config) {
+        for result in ["success", "failure"] {
+            let _ = self.config_reloads.get_or_create(&ResultLabels { result });
+        }
+        for result in ["success", "failure", "timeout"] {
+            let _ = self.tls_handshakes.get_or_create(&ResultLabels { result });
+        }
+        let _ = self.requests.get_or_create(&RequestLabels {
+            route: "token",
+            outcome: "success",
+        });
+        for name in config.upstreams.keys() {
+            for status in ["error", "timeout"] {
+                let _ = self.upstream_requests.get_or_create(&UpstreamLabels {
+                    upstream: name.clone(),
+                    status: Cow::Borrowed(status),
+                });
+            }
+            let _ = self.upstream_duration.get_or_create(&UpstreamNameLabels {
+                upstream: name.clone(),
+            });
+        }
+        for reg in config.registry.iter() {
+            let _ = self.client_auth.get_or_create(&ClientAuthLabels {
+                client_id: reg.client_id.clone(),
+                result: "success",
+            });
+        }
+        if config.front_proxy.is_some() {
+            let _ = self
+                .forwarded_certificates
+                .get_or_create(&ResultLabels { result: "accepted" });
+        }
+    }
+
     /// Sets the expiry gauges from `config`, dropping those of removed certificates.
     pub fn set_expiry(&self, config: &Config) {
         self.certificate_expiry.clear();
@@ -260,7 +298,7 @@ impl Metrics {
                 set("server", id.subject_display, id.not_after);
             }
         }
-        for ca in &config.server.client_trust.ca_certs {
+        for ca in &config.server.client_trust.anchors.certs {
             if let Ok(id) = ClientIdentity::from_der(ca.clone()) {
                 set("client_ca", id.subject_display, id.not_after);
             }

@@ -219,6 +219,14 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), String> {
     let mut f = options
         .open(path)
         .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    // `mode` applies only to a file this call creates: an existing one is narrowed too,
+    // before the key is written into it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("restricting {}: {e}", path.display()))?;
+    }
     f.write_all(contents.as_bytes())
         .map_err(|e| format!("writing {}: {e}", path.display()))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::assertion::Signer;
 use crate::dn::DistinguishedName;
 use crate::identity::ClientIdentity;
-use crate::tls::verifier::{ClientTrust, PeerCertificate, TrustError};
+use crate::trust::{Anchors, ClientTrust, PeerCertificate, TrustError};
 
 /// All registered clients, looked up in O(1) by client_id.
 #[derive(Debug, Default)]
@@ -106,8 +106,8 @@ pub enum AuthMethod {
     Pki {
         /// The one configured field.
         selector: Selector,
-        /// `tls_client_auth_ca`: the chain must end at this CA instead of any `client_ca`.
-        pin: Option<Arc<ClientTrust>>,
+        /// `tls_client_auth_ca`: the chain must end at one of these CAs instead of any `client_ca`.
+        pin: Option<Arc<Anchors>>,
     },
     /// `self_signed_tls_client_auth`: the leaf's SHA-256 must be one of these.
     SelfSigned {
@@ -184,14 +184,22 @@ pub enum AuthFailure {
 }
 
 impl Registration {
-    /// Decides whether `peer` authenticates this client at `now` (seconds since the epoch).
-    pub fn authenticate(&self, peer: &PeerCertificate, now: i64) -> Result<(), AuthFailure> {
+    /// Decides whether `peer` authenticates this client at `now` (seconds since the epoch),
+    /// under `trust` of configuration generation `generation`.
+    pub fn authenticate(
+        &self,
+        peer: &PeerCertificate,
+        trust: &ClientTrust,
+        generation: u64,
+        now: i64,
+    ) -> Result<(), AuthFailure> {
         match &self.method {
             AuthMethod::Pki { selector, pin } => {
                 match pin {
-                    Some(pin) => pin.verify(peer).map_err(AuthFailure::Untrusted)?,
-                    None => peer.trust.clone().map_err(AuthFailure::Untrusted)?,
+                    Some(pin) => peer.trusted_by_pin(trust, pin, now),
+                    None => peer.trusted(trust, generation, now),
                 }
+                .map_err(AuthFailure::Untrusted)?;
                 if selector.matches(&peer.identity) {
                     Ok(())
                 } else {

@@ -15,8 +15,8 @@ use hyper::body::Body;
 use crate::config::Config;
 use crate::error::{ErrorKind, GatewayError, Origin};
 use crate::identity::IdentityError;
-use crate::tls::verifier::PeerCertificate;
 use crate::token::{self, Audit};
+use crate::trust::PeerCertificate;
 use crate::upstream::{TokenRoute, Upstream};
 
 /// Header carrying the request id.
@@ -25,12 +25,21 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// What one configuration generation serves with.
 #[derive(Debug)]
 pub struct Gateway {
+    /// This generation's number, unique in the process: a connection's cached trust verdict
+    /// holds only for the generation that made it.
+    pub generation: u64,
     /// The validated configuration.
     pub config: Arc<Config>,
     /// Live upstreams by name.
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Metrics (shared by every generation).
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A fresh generation number.
+pub fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A client certificate as the token endpoint sees it: `None` when there is none.
@@ -101,11 +110,7 @@ fn forwarded<B>(
     }
     let read = crate::forwarded::read(fp.format, req.headers())
         .map_err(|e| GatewayError::invalid_request(e.to_string()))
-        .map(|chain| {
-            chain.map(|chain| {
-                PeerCertificate::new(&chain, &gw.config.server.client_trust).map(Arc::new)
-            })
-        });
+        .map(|chain| chain.map(|chain| PeerCertificate::new(&chain).map(Arc::new)));
     count_forwarded(
         gw,
         match &read {

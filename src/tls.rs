@@ -6,13 +6,18 @@ pub mod verifier;
 use std::sync::Arc;
 
 use rustls::server::NoServerSessionStorage;
-use rustls::ServerConfig;
+use rustls::{DistinguishedName, ServerConfig};
 
 use crate::config::Server;
 use verifier::AcceptAnyClientCert;
 
-/// Builds the rustls server configuration of the mTLS listener.
-pub fn server_config(server: &Server) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// Builds the rustls server configuration of the mTLS listener. `hints` are the CA names
+/// offered in the CertificateRequest (`client_ca` and every client's pinned CA), so that a
+/// client with several certificates chooses the right one.
+pub fn server_config(
+    server: &Server,
+    hints: Vec<DistinguishedName>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = if server.tls13_only {
         &[&rustls::version::TLS13]
@@ -20,7 +25,7 @@ pub fn server_config(server: &Server) -> Result<Arc<ServerConfig>, rustls::Error
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
     let verifier = Arc::new(AcceptAnyClientCert::new(
-        server.client_trust.root_hint_subjects(),
+        hints,
         provider.signature_verification_algorithms,
     ));
     let mut config = ServerConfig::builder_with_provider(provider)

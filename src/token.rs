@@ -1,6 +1,6 @@
 //! The token endpoint: the ordered checks of SPEC §4, one function each, then the forward.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -13,6 +13,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::{UpstreamLabels, UpstreamNameLabels};
 use crate::registry::{AuthFailure, Registration};
 use crate::service::{Gateway, Presented};
+use crate::trust::now_secs;
 use crate::upstream::TokenRoute;
 
 /// What the audit event of one token request records. Never a token, assertion or secret.
@@ -77,10 +78,18 @@ const KNOWN_NAMES: [&str; 7] = [
 /// from one the gateway reads or adds.
 pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
     let mut pairs: Vec<(String, String, &[u8])> = Vec::new();
-    for segment in body.split(|b| *b == b'&') {
-        if segment.is_empty() {
-            continue;
+    let mut rest = body;
+    loop {
+        // Empty segments (`&&`) are skipped a byte at a time, others found with memchr.
+        while let [b'&', tail @ ..] = rest {
+            rest = tail;
         }
+        if rest.is_empty() {
+            break;
+        }
+        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
+        let segment = &rest[..end];
+        rest = &rest[end..];
         if pairs.len() == MAX_PARAMETERS {
             return Err(GatewayError::invalid_request(format!(
                 "the request has more than {MAX_PARAMETERS} parameters"
@@ -126,29 +135,59 @@ pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
     Ok(Form { pairs })
 }
 
-fn decode_component(raw: &[u8]) -> Result<String, GatewayError> {
-    let mut out = Vec::with_capacity(raw.len());
+/// Hex digit values; 0xff for bytes that are not hex digits.
+const HEX: [u8; 256] = {
+    let mut t = [0xffu8; 256];
     let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = raw
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        GatewayError::invalid_request(
-                            "the form body has a malformed percent-escape",
-                        )
-                    })?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
         i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes `+` and `%XX` in one pass over `raw`: runs without either are copied whole; the
+/// output is never longer than the input, so it is written in place of a pre-sized buffer.
+fn decode_component(raw: &[u8]) -> Result<String, GatewayError> {
+    let bad_escape =
+        || GatewayError::invalid_request("the form body has a malformed percent-escape");
+    let mut out = vec![0u8; raw.len()];
+    let (mut i, mut o) = (0, 0);
+    while let Some(at) = memchr::memchr2(b'%', b'+', &raw[i..]) {
+        out[o..o + at].copy_from_slice(&raw[i..i + at]);
+        i += at;
+        o += at;
+        // Escapes often come in runs: decode them without searching again.
+        while i < raw.len() {
+            let b = raw[i];
+            if b == b'+' {
+                out[o] = b' ';
+                i += 1;
+            } else if b == b'%' {
+                if i + 2 >= raw.len() {
+                    return Err(bad_escape());
+                }
+                let (h, l) = (HEX[usize::from(raw[i + 1])], HEX[usize::from(raw[i + 2])]);
+                if (h | l) & 0xf0 != 0 {
+                    return Err(bad_escape());
+                }
+                out[o] = h << 4 | l;
+                i += 3;
+            } else {
+                break;
+            }
+            o += 1;
+        }
+    }
+    let tail = raw.len() - i;
+    out[o..o + tail].copy_from_slice(&raw[i..]);
+    out.truncate(o + tail);
     String::from_utf8(out)
         .map_err(|_| GatewayError::invalid_request("the form body is not valid UTF-8"))
 }
@@ -159,13 +198,6 @@ fn printable(s: &str) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(64)
         .collect()
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Step 1: method, content type, size; the body read within `request_timeout`.
@@ -310,6 +342,7 @@ fn registration<'g>(
 /// Steps 7 and 8: a certificate is present, trusted, and bound to this client. A failure
 /// carries its `client_auth_total` result label.
 fn authenticate(
+    gw: &Gateway,
     presented: Result<Presented, GatewayError>,
     reg: &Registration,
     audit: &mut Audit,
@@ -335,7 +368,13 @@ fn authenticate(
     };
     audit.x5t_s256 = Some(peer.identity.x5t_s256.clone());
     audit.subject = Some(peer.identity.subject_display.clone());
-    reg.authenticate(peer, now_secs()).map_err(|f| {
+    reg.authenticate(
+        peer,
+        &gw.config.server.client_trust,
+        gw.generation,
+        now_secs(),
+    )
+    .map_err(|f| {
         let label = match f {
             AuthFailure::Untrusted(_) | AuthFailure::Validity(_) => "untrusted",
             AuthFailure::Mismatch(_) | AuthFailure::NotRegistered => "mismatch",
@@ -346,11 +385,13 @@ fn authenticate(
     Ok(())
 }
 
-/// Step 9: grant type and scopes are allowed for this client.
+/// Step 9: grant type and scopes are allowed for this client. With an allow-list, the request
+/// must name what it asks for (`scope`, or the v1 `resource`), and all of it must be listed.
 fn authorize(
     reg: &Registration,
     grant_type: &str,
     scope: Option<&str>,
+    resource: Option<&str>,
 ) -> Result<(), GatewayError> {
     if !reg.grant_types.contains(grant_type) {
         return Err(GatewayError::new(
@@ -358,18 +399,31 @@ fn authorize(
             "this client is not allowed to use this grant_type",
         ));
     }
-    if !reg.scopes.is_empty() {
-        if let Some(scope) = scope {
-            if let Some(bad) = scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .find(|s| !reg.scopes.contains(*s))
-            {
-                return Err(GatewayError::new(
-                    ErrorKind::InvalidScope,
-                    format!("scope '{}' is not allowed for this client", printable(bad)),
-                ));
-            }
+    if reg.scopes.is_empty() {
+        return Ok(());
+    }
+    let scopes: Vec<&str> = scope
+        .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    if scopes.is_empty() && resource.is_none() {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidScope,
+            "this client has a scope allow-list: name the scope (or the v1 resource) it asks for",
+        ));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !reg.scopes.contains(**s)) {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidScope,
+            format!("scope '{}' is not allowed for this client", printable(bad)),
+        ));
+    }
+    if let Some(r) = resource {
+        let default = format!("{r}/.default");
+        if !reg.scopes.contains(r) && !reg.scopes.contains(&default) {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidScope,
+                format!("resource '{}' is not allowed for this client", printable(r)),
+            ));
         }
     }
     Ok(())
@@ -429,7 +483,7 @@ where
         }
     })?;
     audit.method = Some(reg.method.name());
-    let decision = authenticate(presented, reg, audit);
+    let decision = authenticate(gw, presented, reg, audit);
     gw.metrics.client_auth(
         Some(&reg.client_id),
         decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
@@ -448,7 +502,7 @@ where
             return Err(e);
         }
     }
-    authorize(reg, grant_type, form.get("scope"))?;
+    authorize(reg, grant_type, form.get("scope"), form.get("resource"))?;
 
     let upstream = gw.upstreams.get(&reg.upstream).ok_or_else(|| {
         GatewayError::new(

@@ -35,5 +35,7 @@ mod reuse_and_cache;
 mod tls;
 #[path = "gateway/token.rs"]
 mod token;
+#[path = "gateway/trust.rs"]
+mod trust;
 #[path = "gateway/upstream.rs"]
 mod upstream;

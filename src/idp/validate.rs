@@ -203,14 +203,15 @@ pub fn verify_assertion(
             ),
         )
     };
-    if now > exp + SKEW_SECS {
+    // Saturating arithmetic: hostile claims near i64::MIN/MAX neither overflow nor wrap.
+    if now > exp.saturating_add(SKEW_SECS) {
         return Err(window("The assertion has expired."));
     }
-    if nbf.is_some_and(|n| n > now + SKEW_SECS) {
+    if nbf.is_some_and(|n| n > now.saturating_add(SKEW_SECS)) {
         return Err(window("The assertion is not yet valid."));
     }
     let start = nbf.or(iat).unwrap_or(now);
-    if exp - start > MAX_LIFETIME_SECS {
+    if exp.saturating_sub(start) > MAX_LIFETIME_SECS {
         return Err(window("The assertion lifetime exceeds 10 minutes."));
     }
     Ok(Verified {
@@ -229,7 +230,7 @@ impl ReplayCache {
     /// Records `jti`; false when it was already used.
     pub fn first_use(&mut self, jti: &str, exp: i64, now: i64) -> bool {
         if self.seen.len() > 100_000 {
-            self.seen.retain(|_, e| *e + SKEW_SECS >= now);
+            self.seen.retain(|_, e| e.saturating_add(SKEW_SECS) >= now);
         }
         if self.seen.contains_key(jti) {
             return false;

@@ -477,7 +477,8 @@ async fn only_token_requests_read_the_forwarded_certificate() {
             &text,
             "mtls_gateway_forwarded_certificates_total{result=\"accepted\"}"
         ),
-        None
+        Some(0.0),
+        "a metadata request does not read the forwarded certificate"
     );
     assert_eq!(
         plain_token(

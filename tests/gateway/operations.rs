@@ -193,7 +193,10 @@ async fn a_reload_applies_a_new_client_and_a_broken_one_keeps_the_old_config() {
         Some(1.0)
     );
     assert_eq!(
-        metric(&text, "mtls_gateway_config_reloads_total{result=\"error\"}"),
+        metric(
+            &text,
+            "mtls_gateway_config_reloads_total{result=\"failure\"}"
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -388,7 +391,11 @@ async fn sighup_with_a_broken_config_keeps_serving_and_counts_the_error() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, text) = http_get(&format!("http://{admin}/metrics")).await;
-        if metric(&text, "mtls_gateway_config_reloads_total{result=\"error\"}") == Some(1.0) {
+        if metric(
+            &text,
+            "mtls_gateway_config_reloads_total{result=\"failure\"}",
+        ) == Some(1.0)
+        {
             assert_eq!(
                 metric(&text, "mtls_gateway_config_last_reload_success"),
                 Some(0.0)

@@ -113,34 +113,41 @@ pub fn pki() -> &'static TestPki {
         let mut revoked = pki::client_params(&contoso("billing-legacy"), vec![]);
         revoked.serial_number = Some(SerialNumber::from(REVOKED_SERIAL));
         let revoked = ca1.issue(&revoked).unwrap();
-        let crl = |next_update_in: i64| {
+        let crl_of = |number: u64, next_update_in: i64, revoking: bool| {
             let now = time_now();
-            rcgen::CertificateRevocationListParams {
-                this_update: now - time::Duration::hours(1),
-                next_update: now + time::Duration::seconds(next_update_in),
-                crl_number: SerialNumber::from(1u64),
-                issuing_distribution_point: None,
-                revoked_certs: vec![rcgen::RevokedCertParams {
+            let revoked_certs = if revoking {
+                vec![rcgen::RevokedCertParams {
                     serial_number: SerialNumber::from(REVOKED_SERIAL),
                     revocation_time: now - time::Duration::hours(1),
                     reason_code: Some(rcgen::RevocationReason::KeyCompromise),
                     invalidity_date: None,
-                }],
-                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+                }]
+            } else {
+                vec![]
+            };
+            Pem {
+                cert: rcgen::CertificateRevocationListParams {
+                    this_update: now - time::Duration::hours(2)
+                        + time::Duration::minutes(number as i64),
+                    next_update: now + time::Duration::seconds(next_update_in),
+                    crl_number: SerialNumber::from(number),
+                    issuing_distribution_point: None,
+                    revoked_certs,
+                    key_identifier_method: rcgen::KeyIdMethod::Sha256,
+                }
+                .signed_by(ca1.issuer())
+                .unwrap()
+                .pem()
+                .unwrap(),
+                key: String::new(),
             }
-            .signed_by(ca1.issuer())
-            .unwrap()
-            .pem()
-            .unwrap()
         };
-        let crl_ok = Pem {
-            cert: crl(86_400),
-            key: String::new(),
-        };
-        let crl_stale = Pem {
-            cert: crl(-60),
-            key: String::new(),
-        };
+        let crl_ok = crl_of(1, 86_400, true);
+        let crl_stale = crl_of(1, -60, true);
+        // An older CRL of the same issuer that does not list the revoked certificate yet, and
+        // the next one that does.
+        let crl_empty = crl_of(1, 86_400, false);
+        let crl_v2 = crl_of(2, 86_400, true);
         let selfsigned = pki::self_signed_client("legacy-selfsigned").unwrap();
         let selfsigned2 = pki::self_signed_client("legacy-selfsigned").unwrap();
         let signing = pki::signing_credential("billing signing").unwrap();
@@ -170,6 +177,8 @@ pub fn pki() -> &'static TestPki {
                 ("revoked", revoked),
                 ("crl", crl_ok),
                 ("crl-stale", crl_stale),
+                ("crl-empty", crl_empty),
+                ("crl-v2", crl_v2),
                 ("selfsigned", selfsigned),
                 ("selfsigned2", selfsigned2),
                 ("signing", signing),

@@ -1,0 +1,399 @@
+//! Client-certificate trust, decided per request (SPEC §5): chain verification against the
+//! configuration that serves the request, with its CRLs and intermediates, and the per-connection
+//! cache of that verdict. Pure PKI: no sockets, no TLS.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use rustls::DistinguishedName;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor,
+    UnixTime,
+};
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_parser::prelude::FromDer;
+
+use crate::identity::{ClientIdentity, IdentityError};
+
+/// Why a client certificate chain is not trusted. `Display` is what the client is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// No trust anchors are configured for `tls_client_auth`.
+    #[error("no CA is configured for tls_client_auth clients")]
+    NoTrustAnchors,
+    /// The chain does not lead to a trusted CA.
+    #[error("the client certificate is not issued by a trusted CA")]
+    UnknownIssuer,
+    /// The leaf (or an issuer) has expired.
+    #[error("the client certificate has expired")]
+    Expired,
+    /// The leaf (or an issuer) is not yet valid.
+    #[error("the client certificate is not yet valid")]
+    NotYetValid,
+    /// A CRL lists the certificate.
+    #[error("the client certificate has been revoked")]
+    Revoked,
+    /// The applicable CRL is past its nextUpdate: revocation status unknown, fail closed.
+    #[error("the revocation status of the client certificate cannot be determined")]
+    CrlExpired,
+    /// The extended key usage does not allow client authentication.
+    #[error(
+        "the client certificate is not valid for TLS client authentication (extended key usage)"
+    )]
+    KeyUsage,
+    /// Anything else webpki refused (malformed, bad signature, constraints).
+    #[error("the client certificate chain is not valid")]
+    Invalid(String),
+}
+
+impl From<webpki::Error> for TrustError {
+    fn from(e: webpki::Error) -> Self {
+        match e {
+            webpki::Error::UnknownIssuer => Self::UnknownIssuer,
+            webpki::Error::CertExpired { .. } => Self::Expired,
+            webpki::Error::CertNotValidYet { .. } => Self::NotYetValid,
+            webpki::Error::CertRevoked => Self::Revoked,
+            webpki::Error::CrlExpired { .. } => Self::CrlExpired,
+            webpki::Error::RequiredEkuNotFoundContext(_) => Self::KeyUsage,
+            other => Self::Invalid(format!("{other:?}")),
+        }
+    }
+}
+
+/// The signature algorithms chains are verified with, built once.
+fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    static ALGS: OnceLock<&'static [&'static dyn SignatureVerificationAlgorithm]> = OnceLock::new();
+    ALGS.get_or_init(|| {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .all
+    })
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn unix_time(secs: i64) -> UnixTime {
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        u64::try_from(secs).unwrap_or(0),
+    ))
+}
+
+/// notAfter of a certificate, seconds since the epoch (`i64::MIN` when unreadable, so that a
+/// cached verdict about it never outlives the request).
+fn not_after(der: &[u8]) -> i64 {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .unwrap_or(i64::MIN)
+}
+
+/// A set of trust anchors: `server.client_ca`, or one client's `tls_client_auth_ca` pin.
+#[derive(Debug)]
+pub struct Anchors {
+    anchors: Vec<TrustAnchor<'static>>,
+    /// The anchors' certificates (for expiry metrics and CA hints).
+    pub certs: Vec<CertificateDer<'static>>,
+    earliest_expiry: i64,
+}
+
+impl Anchors {
+    /// Anchors from CA certificates.
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> Result<Self, String> {
+        let anchors = certs
+            .iter()
+            .map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| {
+                        format!("a CA certificate cannot be used as a trust anchor: {e:?}")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let earliest_expiry = certs.iter().map(|c| not_after(c)).min().unwrap_or(i64::MAX);
+        Ok(Self {
+            anchors,
+            certs,
+            earliest_expiry,
+        })
+    }
+
+    /// The CA names to advertise in the CertificateRequest.
+    pub fn hints(&self) -> Vec<DistinguishedName> {
+        self.anchors
+            .iter()
+            .map(|a| DistinguishedName::in_sequence(a.subject.as_ref()))
+            .collect()
+    }
+}
+
+/// Trust anchors, intermediates and CRLs of one configuration generation.
+#[derive(Debug)]
+pub struct ClientTrust {
+    /// `server.client_ca`.
+    pub anchors: Anchors,
+    intermediates: Vec<CertificateDer<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+    /// The earliest notAfter of the configured intermediates and nextUpdate of the CRLs:
+    /// no cached verdict lives past it.
+    earliest_change: i64,
+}
+
+impl ClientTrust {
+    /// Trust in `ca_certs`, completing chains from `intermediates`, checking `crls`.
+    pub fn new(
+        ca_certs: Vec<CertificateDer<'static>>,
+        intermediates: Vec<CertificateDer<'static>>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+    ) -> Result<Self, String> {
+        let anchors = Anchors::new(ca_certs)?;
+        let mut earliest_change = intermediates
+            .iter()
+            .map(|c| not_after(c))
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut parsed = Vec::with_capacity(crls.len());
+        for crl in &crls {
+            let owned = OwnedCertRevocationList::from_der(crl.as_ref())
+                .map_err(|e| format!("a CRL cannot be parsed: {e:?}"))?;
+            parsed.push(CertRevocationList::from(owned));
+            if let Some(next) = crl_facts(crl.as_ref()).and_then(|f| f.next_update) {
+                earliest_change = earliest_change.min(next);
+            }
+        }
+        Ok(Self {
+            anchors,
+            intermediates,
+            crls: parsed,
+            earliest_change,
+        })
+    }
+
+    /// Verifies `leaf` (with the intermediates it presented) against the configured anchors.
+    pub fn verify_chain(
+        &self,
+        leaf: &CertificateDer<'_>,
+        presented: &[CertificateDer<'static>],
+        now: i64,
+    ) -> Result<(), TrustError> {
+        self.verify_chain_to(&self.anchors, leaf, presented, now)
+    }
+
+    /// Verifies `leaf` against `anchors` (a client's pin) with this configuration's
+    /// intermediates and CRLs.
+    pub fn verify_chain_to(
+        &self,
+        anchors: &Anchors,
+        leaf: &CertificateDer<'_>,
+        presented: &[CertificateDer<'static>],
+        now: i64,
+    ) -> Result<(), TrustError> {
+        if anchors.anchors.is_empty() {
+            return Err(TrustError::NoTrustAnchors);
+        }
+        let ee = EndEntityCert::try_from(leaf).map_err(TrustError::from)?;
+        let mut intermediates = presented.to_vec();
+        intermediates.extend(self.intermediates.iter().cloned());
+        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = if crl_refs.is_empty() {
+            None
+        } else {
+            RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+                b.with_depth(RevocationCheckDepth::Chain)
+                    .with_status_policy(UnknownStatusPolicy::Allow)
+                    .with_expiration_policy(ExpirationPolicy::Enforce)
+                    .build()
+            })
+        };
+        ee.verify_for_usage(
+            algorithms(),
+            &anchors.anchors,
+            &intermediates,
+            unix_time(now),
+            KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+        .map(|_| ())
+        .map_err(TrustError::from)
+    }
+}
+
+/// What CRL selection and cache lifetimes need from a CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFacts {
+    /// The issuer's DER name.
+    pub issuer: Vec<u8>,
+    /// The CRL number extension, as big-endian bytes without leading zeros.
+    pub number: Option<Vec<u8>>,
+    /// thisUpdate, seconds since the epoch.
+    pub this_update: i64,
+    /// nextUpdate, seconds since the epoch.
+    pub next_update: Option<i64>,
+}
+
+/// Reads a DER CRL's issuer, number and dates; `None` when it does not parse.
+pub fn crl_facts(der: &[u8]) -> Option<CrlFacts> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der).ok()?;
+    Some(CrlFacts {
+        issuer: crl.issuer().as_raw().to_vec(),
+        number: crl.crl_number().map(|n| n.to_bytes_be()),
+        this_update: crl.last_update().timestamp(),
+        next_update: crl.next_update().map(|t| t.timestamp()),
+    })
+}
+
+/// Of several CRLs of one issuer, only the newest counts (SPEC §5): the highest CRL number,
+/// then the latest thisUpdate. Returns the indexes of the CRLs to use, in input order, and
+/// for each issuer with several, the indexes that were set aside and the one kept.
+pub fn select_crls(crls: &[&[u8]]) -> (Vec<usize>, Vec<(Vec<usize>, usize)>) {
+    let facts: Vec<Option<CrlFacts>> = crls.iter().map(|c| crl_facts(c)).collect();
+    let mut keep = Vec::new();
+    let mut superseded = Vec::new();
+    let mut issuers: Vec<&[u8]> = Vec::new();
+    for (i, f) in facts.iter().enumerate() {
+        let Some(f) = f else {
+            // Unreadable here: ClientTrust::new reports it.
+            keep.push(i);
+            continue;
+        };
+        if issuers.contains(&f.issuer.as_slice()) {
+            continue;
+        }
+        issuers.push(&f.issuer);
+        let same: Vec<usize> = facts
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.as_ref().is_some_and(|g| g.issuer == f.issuer))
+            .map(|(j, _)| j)
+            .collect();
+        let newest = same
+            .iter()
+            .copied()
+            .max_by(|a, b| {
+                let (Some(fa), Some(fb)) = (&facts[*a], &facts[*b]) else {
+                    return std::cmp::Ordering::Equal;
+                };
+                crl_order(fa).cmp(&crl_order(fb))
+            })
+            .unwrap_or(i);
+        keep.push(newest);
+        if same.len() > 1 {
+            superseded.push((same.into_iter().filter(|j| *j != newest).collect(), newest));
+        }
+    }
+    keep.sort_unstable();
+    (keep, superseded)
+}
+
+/// Orders CRLs of one issuer: a CRL number beats none; numbers compare as integers.
+fn crl_order(f: &CrlFacts) -> (bool, usize, Vec<u8>, i64) {
+    let number = f.number.clone().unwrap_or_default();
+    (f.number.is_some(), number.len(), number, f.this_update)
+}
+
+/// A cached verdict: valid for one configuration generation, until `until`.
+#[derive(Debug, Clone)]
+struct Verdict {
+    generation: u64,
+    until: i64,
+    result: Result<(), TrustError>,
+}
+
+/// The certificate a connection (or a forwarded header) presented. Its chain is verified per
+/// request against the serving configuration; a verdict is reused only within one generation
+/// and only until the earliest notAfter of the chain or nextUpdate of the CRLs used.
+#[derive(Debug)]
+pub struct PeerCertificate {
+    /// The leaf's identity.
+    pub identity: ClientIdentity,
+    /// Intermediates the client sent after its leaf.
+    pub intermediates: Vec<CertificateDer<'static>>,
+    /// The earliest notAfter of the leaf and the presented intermediates.
+    chain_expiry: i64,
+    verdict: Mutex<Option<Verdict>>,
+}
+
+impl PeerCertificate {
+    /// Reads a presented chain (leaf first).
+    pub fn new(chain: &[CertificateDer<'static>]) -> Result<Self, IdentityError> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or_else(|| IdentityError::Malformed("empty chain".into()))?;
+        let identity = ClientIdentity::from_der(leaf.clone())?;
+        let chain_expiry = rest
+            .iter()
+            .map(|c| not_after(c))
+            .fold(identity.not_after, i64::min);
+        Ok(Self {
+            identity,
+            intermediates: rest.to_vec(),
+            chain_expiry,
+            verdict: Mutex::new(None),
+        })
+    }
+
+    /// Whether the chain verifies to `server.client_ca` of generation `generation` at `now`,
+    /// reusing this connection's verdict when it still holds.
+    pub fn trusted(
+        &self,
+        trust: &ClientTrust,
+        generation: u64,
+        now: i64,
+    ) -> Result<(), TrustError> {
+        let mut cached = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = cached.as_ref() {
+            if v.generation == generation && now < v.until {
+                return v.result.clone();
+            }
+        }
+        let result = trust.verify_chain(&self.identity.der, &self.intermediates, now);
+        let until = self
+            .chain_expiry
+            .min(trust.earliest_change)
+            .min(trust.anchors.earliest_expiry);
+        *cached = Some(Verdict {
+            generation,
+            until,
+            result: result.clone(),
+        });
+        result
+    }
+
+    /// Whether the chain verifies to a client's pinned `anchors`, with the serving
+    /// configuration's intermediates and CRLs.
+    pub fn trusted_by_pin(
+        &self,
+        trust: &ClientTrust,
+        pin: &Anchors,
+        now: i64,
+    ) -> Result<(), TrustError> {
+        trust.verify_chain_to(pin, &self.identity.der, &self.intermediates, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_order_compares_numbers_as_integers() {
+        let f = |n: &[u8], t| CrlFacts {
+            issuer: vec![],
+            number: Some(n.to_vec()),
+            this_update: t,
+            next_update: None,
+        };
+        assert!(crl_order(&f(&[2], 0)) > crl_order(&f(&[1], 5)));
+        assert!(crl_order(&f(&[1, 0], 0)) > crl_order(&f(&[0xff], 0)));
+        assert!(crl_order(&f(&[1], 6)) > crl_order(&f(&[1], 5)));
+    }
+}
