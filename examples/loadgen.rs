@@ -5,7 +5,10 @@
 //!       Entra-shaped token JSON; it performs no checks.
 //!   loadgen run MODE URL CA CERT KEY SECONDS CONCURRENCY PIDS
 //!       MODE: newconn (a new TLS connection, full handshake, per request), keepalive (one
-//!       connection per worker), idle (open CONCURRENCY connections, hold them SECONDS).
+//!       connection per worker), idle (open CONCURRENCY connections, hold them SECONDS),
+//!       nagle1 / nagle2 (a new connection per request from a client that leaves Nagle on,
+//!       as `ab` and most legacy clients do, writing the request in one write / the head and
+//!       the body in two; HTTP/1.1 with `Connection: close`).
 //!       PIDS: comma-separated server process ids whose CPU time (utime+stime) is measured.
 //!       Prints one JSON line: requests, errors, rps, p50_ms, p99_ms, cpu_us_per_req, rss_kib.
 //!
@@ -137,6 +140,51 @@ async fn connect(config: &Arc<rustls::ClientConfig>, addr: &str) -> Result<Conn,
     Ok(send)
 }
 
+/// One request on a new connection from a Nagle-on client (TCP_NODELAY left off).
+async fn nagle_request(
+    config: &Arc<rustls::ClientConfig>,
+    addr: &str,
+    path: &str,
+    split: bool,
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(
+            ServerName::try_from("localhost").map_err(|e| e.to_string())?,
+            tcp,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        FORM.len()
+    );
+    if split {
+        tls.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.flush().await.map_err(|e| e.to_string())?;
+        tls.write_all(FORM.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        tls.write_all(format!("{head}{FORM}").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    tls.flush().await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    if answer.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err("not a 200".into())
+    }
+}
+
 async fn post(send: &mut Conn, host: &str, path: &str) -> Result<(), String> {
     send.ready().await.map_err(|e| e.to_string())?;
     let req = http::Request::post(path)
@@ -228,12 +276,20 @@ async fn run(args: &[String]) {
             latencies.clone(),
         );
         let keepalive = mode == "keepalive";
+        let nagle = match mode.as_str() {
+            "nagle1" => Some(false),
+            "nagle2" => Some(true),
+            _ => None,
+        };
         workers.push(tokio::spawn(async move {
             let mut conn: Option<Conn> = None;
             let mut local = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let result = async {
+                    if let Some(split) = nagle {
+                        return nagle_request(&config, &addr, &path, split).await;
+                    }
                     if conn.is_none() || !keepalive {
                         conn = Some(connect(&config, &addr).await?);
                     }

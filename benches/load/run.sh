@@ -87,6 +87,7 @@ run_gateway() { # label, then phases...
   for ph in "$@"; do
     case $ph in
       newconn) phase gateway "$label" newconn "$C" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
+      nagle1|nagle2) phase gateway "$label" "$ph" 1 "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
       keepalive) phase gateway "$label" keepalive "$C" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
       c1) phase gateway "$label" keepalive 1 "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
       idle) phase gateway "$label" idle "$IDLE" "$PHASE" "https://127.0.0.1:$GPORT/token" "$pid" ;;
@@ -100,7 +101,7 @@ GENERIC="[upstreams.bench]
 type = \"generic\"
 token_endpoint = \"https://127.0.0.1:$UPORT/token\""
 gateway_config "$GENERIC" ""
-run_gateway fresh newconn keepalive c1 idle
+run_gateway fresh ${ONLY:-nagle1 nagle2 newconn keepalive c1 idle}
 
 echo "== mtls-gateway (reuse_assertion = true)"
 gateway_config "[upstreams.bench]
@@ -108,11 +109,11 @@ type = \"entra\"
 authority = \"https://127.0.0.1:$UPORT\"
 tenant = \"bench\"
 reuse_assertion = true" ""
-run_gateway reuse newconn keepalive
+[ -n "${ONLY:-}" ] || run_gateway reuse newconn keepalive
 
 echo "== mtls-gateway (cache_tokens = true)"
 gateway_config "$GENERIC" "cache_tokens = true"
-run_gateway cache keepalive
+[ -n "${ONLY:-}" ] || run_gateway cache keepalive
 
 echo "== nginx $(nginx -v 2>&1 | sed 's/.*\///') (terminates mTLS, forwards; signs nothing)"
 mkdir -p "$work/nginx"
@@ -159,9 +160,10 @@ npid=$!
 started+=($npid)
 wait_port "$NPORT"
 pids="$npid,$(pgrep -P "$npid" | paste -sd, -)"
-for ph in newconn keepalive c1 idle; do
+for ph in ${ONLY:-nagle1 nagle2 newconn keepalive c1 idle}; do
   case $ph in
     newconn) phase nginx reference newconn "$C" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
+    nagle1|nagle2) phase nginx reference "$ph" 1 "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
     keepalive) phase nginx reference keepalive "$C" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
     c1) phase nginx reference keepalive 1 "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
     idle) phase nginx reference idle "$IDLE" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
@@ -195,6 +197,11 @@ line("keepalive, req/s (fresh assertion)", get("gateway", "fresh", "keepalive", 
 line("keepalive, req/s (reuse_assertion)", get("gateway", "reuse", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.5 ×")
 line("keepalive, req/s (token cache hit)", get("gateway", "cache", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.8 ×")
 line("keepalive, server CPU µs/request (fresh)", get("gateway", "fresh", "keepalive", C), n_ka, "cpu_us_per_req", "{:.0f} µs", "—")
+for m, what in (("nagle1", "one write"), ("nagle2", "head and body in two writes")):
+    g, n = get("gateway", "fresh", m), get("nginx", "reference", m)
+    if g and n:
+        print(f"| newconn-c1 p50, Nagle-on client, {what} | {g['p50_ms']:.2f} ms | {n['p50_ms']:.2f} ms | +{g['p50_ms']-n['p50_ms']:.2f} ms | ≤ nginx + 0.6 ms |")
+        print(f"| newconn-c1 p99, Nagle-on client, {what} | {g['p99_ms']:.2f} ms | {n['p99_ms']:.2f} ms | +{g['p99_ms']-n['p99_ms']:.2f} ms | — |")
 g1 = get("gateway", "fresh", "keepalive", 1)
 if g1 and n_c1:
     print(f"| keepalive-c1 p50 | {g1['p50_ms']:.2f} ms | {n_c1['p50_ms']:.2f} ms | +{g1['p50_ms']-n_c1['p50_ms']:.2f} ms | ≤ nginx + 0.6 ms |")
