@@ -161,6 +161,7 @@ fn registry(c: &mut Criterion, f: &Fixture) {
                 rate_limit: None,
                 assertions: Default::default(),
                 token_cache: None,
+                upstream_slots: mtls_gateway::registry::upstream_slots(),
             });
         }
         group.bench_with_input(BenchmarkId::from_parameter(n), &registry, |b, r| {

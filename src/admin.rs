@@ -26,17 +26,34 @@ fn text(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
+/// Connections the admin listener serves at once; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Serves the admin endpoints; runs until the gateway aborts it after draining, so that
-/// `/readyz` answers 503 while in-flight requests finish.
-pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+/// `/readyz` answers 503 while in-flight requests finish. Bounded like the main listener: a
+/// first-byte and head deadline (`head_timeout`, the main listener's `header_read_timeout`),
+/// and at most [`MAX_CONNECTIONS`] connections.
+pub async fn serve(
+    listener: TcpListener,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    head_timeout: std::time::Duration,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connection_refused("admin_cap");
+            drop(tcp);
+            continue;
+        };
         let ready = ready.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let ready = ready.load(Ordering::SeqCst);
@@ -62,8 +79,18 @@ pub async fn serve(listener: TcpListener, ready: Arc<AtomicBool>, metrics: Arc<M
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10));
-            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                .header_read_timeout(head_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(8);
+            let io = crate::listener::io::FirstByteDeadline::new(tcp, head_timeout);
+            // A connection that never finishes is cut after a minute: probes and scrapes are quick.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                builder.serve_connection(TokioIo::new(io), service),
+            )
+            .await;
         });
     }
 }

@@ -23,6 +23,10 @@ use crate::trust::{Anchors, ClientTrust};
 
 /// `limits.max_connection_age` when not set.
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
+/// `limits.max_connections_per_peer` when not set.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
+/// `limits.idle_timeout` when not set.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +87,9 @@ struct RawLimits {
     max_connections: Option<usize>,
     shutdown_grace: Option<String>,
     max_connection_age: Option<String>,
+    max_connections_per_peer: Option<usize>,
+    idle_timeout: Option<String>,
+    shutdown_delay: Option<String>,
     rate_limit: Option<String>,
 }
 
@@ -234,6 +241,13 @@ pub struct Limits {
     /// Age after which a connection is closed gracefully (HTTP/2 GOAWAY, HTTP/1.1
     /// `Connection: close`), so that no connection lives forever.
     pub max_connection_age: Duration,
+    /// Connections one source address may hold; `front_proxy.trusted_peers` are exempt.
+    pub max_connections_per_peer: usize,
+    /// A connection with no request in flight is closed after this (one without a client
+    /// certificate on the mTLS listener: after `header_read_timeout`).
+    pub idle_timeout: Duration,
+    /// On SIGTERM, `/readyz` turns 503 at once and serving goes on this long before the drain.
+    pub shutdown_delay: Duration,
     /// Default per-client rate limit (`"20/s"`), if any.
     pub rate_limit: Option<String>,
 }
@@ -765,6 +779,24 @@ impl Cx {
                 l.max_connection_age.as_deref(),
                 DEFAULT_MAX_CONNECTION_AGE,
             ),
+            max_connections_per_peer: match l.max_connections_per_peer {
+                Some(0) => {
+                    self.problem("limits.max_connections_per_peer", "must be at least 1");
+                    1
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            },
+            idle_timeout: self.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref(),
+                DEFAULT_IDLE_TIMEOUT,
+            ),
+            shutdown_delay: self.duration(
+                "limits.shutdown_delay",
+                l.shutdown_delay.as_deref(),
+                Duration::ZERO,
+            ),
             rate_limit,
         }
     }
@@ -1152,6 +1184,7 @@ impl Cx {
             rate_limit,
             assertions: Default::default(),
             token_cache: c.cache_tokens.then(crate::cache::TokenCache::default),
+            upstream_slots: crate::registry::upstream_slots(),
         })
     }
 
@@ -1210,6 +1243,32 @@ fn valid_tenant(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
+/// A PEM error in words: rustls-pki-types prints the offending line as a list of numbers.
+pub fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .trim()
+            .chars()
+            .take(80)
+            .collect::<String>()
+    };
+    match e {
+        Error::MissingSectionEnd { end_marker } => {
+            format!(
+                "a section is not closed: \"{}\" is missing",
+                text(end_marker)
+            )
+        }
+        Error::IllegalSectionStart { line } => {
+            format!("the line \"{}\" does not start a PEM section", text(line))
+        }
+        Error::Base64Decode(why) => format!("a section's base64 is invalid ({why})"),
+        Error::NoItemsFound => "no PEM section of the expected kind".into(),
+        other => other.to_string(),
+    }
+}
+
 fn check_server_key(leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider
@@ -1231,7 +1290,7 @@ fn check_server_key(leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Resul
 pub fn parse_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
-        let certs = certs.map_err(|e| format!("bad PEM: {e}"))?;
+        let certs = certs.map_err(|e| format!("bad PEM: {}", pem_error(&e)))?;
         if certs.is_empty() {
             return Err("no CERTIFICATE block in the PEM file".into());
         }
@@ -1247,7 +1306,7 @@ pub fn parse_certs(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String>
 pub fn parse_crls(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
         let crls: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(bytes).collect();
-        let crls = crls.map_err(|e| format!("bad PEM: {e}"))?;
+        let crls = crls.map_err(|e| format!("bad PEM: {}", pem_error(&e)))?;
         if crls.is_empty() {
             return Err("no X509 CRL block in the PEM file".into());
         }

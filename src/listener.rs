@@ -2,7 +2,7 @@
 //! accept loop (handshake timeout, connection limit), the admin listener, hot reload, and
 //! graceful shutdown.
 
-mod io;
+pub(crate) mod io;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -26,7 +26,7 @@ use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::service::{self, ConnInfo, Gateway};
 use crate::trust::PeerCertificate;
 use crate::upstream::Upstream;
-use io::{FirstByteDeadline, QuickAck};
+use io::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
 
 /// How often the files a configuration names are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -228,6 +228,8 @@ pub struct Running {
     reloader: Arc<Reloader>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
+    idp_shutdown: watch::Sender<bool>,
+    idp_tasks: Vec<JoinHandle<()>>,
     main: JoinHandle<()>,
     others: Vec<JoinHandle<()>>,
 }
@@ -238,11 +240,27 @@ impl Running {
         self.reloader.reload()
     }
 
-    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, then returns.
+    /// The shutdown sequence (SPEC §8): `/readyz` answers 503 at once; serving goes on for
+    /// `shutdown_delay` so that load balancers stop sending; then the listeners stop
+    /// accepting, connections are closed gracefully (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close`) and the requests in flight finish within `shutdown_grace`; only
+    /// then do the embedded identity providers stop, so that those requests reach them.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::SeqCst);
+        let delay = self.reloader.state.load().config.limits.shutdown_delay;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "not ready; serving on for shutdown_delay before draining"
+            );
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        let _ = self.idp_shutdown.send(true);
+        for task in self.idp_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
         for task in self.others {
             task.abort();
         }
@@ -252,8 +270,10 @@ impl Running {
 /// Binds every listener and starts serving `config`.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (idp_shutdown, idp_shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let mut others = Vec::new();
+    let mut idp_tasks = Vec::new();
     let mut idps = BTreeMap::new();
     for (name, spec) in &config.upstreams {
         let UpstreamKind::Embedded { listen, tenant } = &spec.kind else {
@@ -276,11 +296,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map_err(StartError::Setup)?,
         );
         tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
-        others.push(tokio::spawn(crate::idp::serve(
+        idp_tasks.push(tokio::spawn(crate::idp::serve(
             listener,
             tls,
             idp.clone(),
-            shutdown_rx.clone(),
+            idp_shutdown_rx.clone(),
         )));
         idps.insert(
             name.clone(),
@@ -304,6 +324,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let path = config.source.clone();
     let listen = config.server.listen;
     let admin = config.admin.as_ref().map(|a| a.listen);
+    let admin_head_timeout = config.limits.header_read_timeout;
     let plain_listen = config.front_proxy.as_ref().and_then(|f| f.plain_listen);
     let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
     let listener = TcpListener::bind(listen)
@@ -348,6 +369,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 l,
                 ready.clone(),
                 metrics.clone(),
+                admin_head_timeout,
             )));
             tracing::info!(addr = %bound, "admin listener ready");
             Some(bound)
@@ -382,6 +404,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         reloader,
         ready,
         shutdown,
+        idp_shutdown,
+        idp_tasks,
         main,
         others,
     })
@@ -452,6 +476,7 @@ async fn accept_loop(
 ) {
     let limits = state.load().config.limits.clone();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(PeerCounts::default());
     loop {
         // Beyond max_connections, connections wait in the kernel's backlog, unaccepted.
         let permit = tokio::select! {
@@ -477,11 +502,33 @@ async fn accept_loop(
                 continue;
             }
         };
+        let gw = state.load();
+        let exempt = gw
+            .config
+            .front_proxy
+            .as_ref()
+            .is_some_and(|fp| fp.trusts_peer(peer.ip()));
+        let per_peer = if exempt {
+            None
+        } else {
+            match peers.enter(peer.ip(), gw.config.limits.max_connections_per_peer) {
+                Some(guard) => Some(guard),
+                None => {
+                    // Accepted and closed at once: one address cannot take every slot.
+                    gw.metrics.connection_refused("per_peer");
+                    tracing::debug!(%peer, "max_connections_per_peer reached; connection closed");
+                    drop(tcp);
+                    continue;
+                }
+            }
+        };
+        drop(gw);
         let state = state.clone();
         let watcher = shutdown.clone();
         let acceptor = (!is_plain).then(|| TlsAcceptor::from(tls.load_full()));
         tokio::spawn(async move {
             let _permit = permit;
+            let _per_peer = per_peer;
             serve_connection(tcp, peer, acceptor, state, watcher).await;
         });
     }
@@ -495,6 +542,44 @@ async fn accept_loop(
         .is_err()
     {
         tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace elapsed with requests still in flight");
+    }
+}
+
+/// Open connections per source address.
+#[derive(Debug, Default)]
+struct PeerCounts(Mutex<HashMap<std::net::IpAddr, usize>>);
+
+/// One connection counted against its address until dropped.
+struct PeerGuard {
+    counts: Arc<PeerCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerCounts {
+    /// Counts a connection from `ip`, unless it already holds `cap`.
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, cap: usize) -> Option<PeerGuard> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(PeerGuard {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -559,7 +644,14 @@ async fn serve_connection(
     serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy).
+/// Most concurrent HTTP/2 streams per connection (SPEC §8).
+const MAX_STREAMS: u32 = 32;
+
+/// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy), with
+/// a watchdog: idle connections are closed (after `header_read_timeout` for a TLS connection
+/// without a client certificate, else after `idle_timeout`; PINGs are not requests), a
+/// response not written within `request_timeout` abandons the connection, and no connection
+/// outlives `max_connection_age` or shutdown.
 async fn serve_http<I>(
     io: I,
     conn: ConnInfo,
@@ -570,11 +662,23 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer_addr = conn.peer_addr;
+    let idle_limit = if !conn.plain && conn.peer_cert.is_none() {
+        limits.header_read_timeout
+    } else {
+        limits.idle_timeout
+    };
+    let write_limit = limits.request_timeout;
+    let activity = Arc::new(Activity::new());
     let conn = Arc::new(conn);
+    let tracker = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let gw = state.load_full();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(service::handle(gw, conn, req).await) }
+        let in_flight = tracker.begin();
+        async move {
+            let response = service::handle(gw, conn, req).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
@@ -582,24 +686,37 @@ async fn serve_http<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(64 * 1024);
+    // Request bodies buffered per connection stay within 4 × max_body_bytes: the connection
+    // window bounds what a client may send before the gateway reads it.
+    let window = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(65_535);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(128)
+        .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(32 * 1024)
-        // Detect dead peers; a live HTTP/2 client may keep an idle connection (max_connections bounds them).
+        .initial_stream_window_size(window(limits.max_body_bytes))
+        .initial_connection_window_size(window(limits.max_body_bytes.saturating_mul(4)))
+        // Detect dead peers; idle live ones are closed by the watchdog below.
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    // No connection lives forever: past max_connection_age, or on shutdown, it is closed
-    // gracefully (HTTP/2 GOAWAY; HTTP/1.1 finishes the request in flight with
-    // `Connection: close`), and the requests in flight finish.
     let age = tokio::time::sleep(limits.max_connection_age);
     tokio::pin!(age);
+    let watchdog = tokio::time::sleep(idle_limit.min(write_limit));
+    tokio::pin!(watchdog);
+    // After a graceful close starts, the requests in flight get at most this long.
+    let drain = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(drain);
     let mut closing = false;
+    let close =
+        |conn: std::pin::Pin<&mut _>, drain: std::pin::Pin<&mut tokio::time::Sleep>, why: &str| {
+            tracing::debug!(peer = %peer_addr, why, "closing the connection gracefully");
+            hyper_util::server::conn::auto::Connection::graceful_shutdown(conn);
+            drain.reset(tokio::time::Instant::now() + limits.shutdown_grace.max(write_limit));
+        };
     if *shutdown.borrow_and_update() {
-        conn.as_mut().graceful_shutdown();
+        close(conn.as_mut(), drain.as_mut(), "shutdown");
         closing = true;
     }
     loop {
@@ -610,14 +727,30 @@ async fn serve_http<I>(
                 }
                 break;
             }
+            _ = &mut watchdog => match activity.verdict(idle_limit, write_limit) {
+                Verdict::Wait(d) => watchdog.as_mut().reset(tokio::time::Instant::now() + d),
+                Verdict::Idle if !closing => {
+                    close(conn.as_mut(), drain.as_mut(), "idle");
+                    closing = true;
+                    watchdog.as_mut().reset(tokio::time::Instant::now() + write_limit);
+                }
+                Verdict::Idle => watchdog.as_mut().reset(tokio::time::Instant::now() + write_limit),
+                Verdict::Stalled => {
+                    tracing::debug!(peer = %peer_addr, "a response was not written within request_timeout; abandoning the connection");
+                    break;
+                }
+            },
             _ = &mut age, if !closing => {
-                tracing::debug!(peer = %peer_addr, "max_connection_age reached; closing the connection gracefully");
-                conn.as_mut().graceful_shutdown();
+                close(conn.as_mut(), drain.as_mut(), "max_connection_age");
                 closing = true;
+            }
+            _ = &mut drain, if closing => {
+                tracing::debug!(peer = %peer_addr, "requests did not finish after a graceful close; dropping the connection");
+                break;
             }
             changed = shutdown.changed(), if !closing => {
                 if changed.is_err() || *shutdown.borrow() {
-                    conn.as_mut().graceful_shutdown();
+                    close(conn.as_mut(), drain.as_mut(), "shutdown");
                     closing = true;
                 }
             }

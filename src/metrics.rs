@@ -44,6 +44,13 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// `connections_refused_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// per_peer (max_connections_per_peer), admin_cap (the admin listener's 64).
+    pub reason: &'static str,
+}
+
 /// `client_auth_total` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClientAuthLabels {
@@ -94,6 +101,10 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// `forwarded_certificates_total{result}`.
     pub forwarded_certificates: Family<ResultLabels, Counter>,
+    /// `connections_refused_total{reason}`.
+    pub connections_refused: Family<ReasonLabels, Counter>,
+    /// `upstream_answers_dropped_total`: answers that arrived after the client went away.
+    pub upstream_answers_dropped: Counter,
     /// `token_cache_hits_total`.
     pub token_cache_hits: Counter,
     /// `token_cache_misses_total`.
@@ -131,6 +142,18 @@ impl Metrics {
         let open_connections = Gauge::default();
         let forwarded_certificates = Family::<ResultLabels, Counter>::default();
         let token_cache_hits = Counter::default();
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
+        let upstream_answers_dropped = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections accepted and closed at once, by reason (per_peer, admin_cap)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "upstream_answers_dropped",
+            "Upstream answers that arrived after their client reset or disconnected (the exchange was completed, not cancelled)",
+            upstream_answers_dropped.clone(),
+        );
         let token_cache_misses = Counter::default();
         let token_cache_evictions = Counter::default();
         registry.register(
@@ -217,6 +240,8 @@ impl Metrics {
             config_last_reload_success,
             open_connections,
             forwarded_certificates,
+            connections_refused,
+            upstream_answers_dropped,
             token_cache_hits,
             token_cache_misses,
             token_cache_evictions,
@@ -239,6 +264,13 @@ impl Metrics {
         self.request_duration.observe(seconds);
     }
 
+    /// Counts a connection closed at accept.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// Counts one client authentication decision.
     pub fn client_auth(&self, client_id: Option<&str>, result: &'static str) {
         let client_id = client_id.unwrap_or("unknown").to_string();
@@ -256,6 +288,11 @@ impl Metrics {
         }
         for result in ["success", "failure", "timeout"] {
             let _ = self.tls_handshakes.get_or_create(&ResultLabels { result });
+        }
+        for reason in ["per_peer", "admin_cap"] {
+            let _ = self
+                .connections_refused
+                .get_or_create(&ReasonLabels { reason });
         }
         let _ = self.requests.get_or_create(&RequestLabels {
             route: "token",

@@ -54,6 +54,17 @@ pub struct Registration {
     pub assertions: crate::assertion::AssertionCache,
     /// Its token cache (`cache_tokens = true`).
     pub token_cache: Option<crate::cache::TokenCache>,
+    /// Its upstream exchanges in flight, at most [`MAX_UPSTREAM_IN_FLIGHT`].
+    pub upstream_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// The most upstream exchanges one client may have in flight: exchanges outlive a client's
+/// reset (SPEC §8), so without a bound a client could pile them up by resetting.
+pub const MAX_UPSTREAM_IN_FLIGHT: usize = 64;
+
+/// A fresh set of upstream slots for one client.
+pub fn upstream_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_UPSTREAM_IN_FLIGHT))
 }
 
 /// A per-client rate limit: `N/s`, `N/m` or `N/h`, with a burst of N.

@@ -1,5 +1,6 @@
 //! The token endpoint: the ordered checks of SPEC §4, one function each, then the forward.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -564,7 +565,7 @@ where
 async fn forward(
     gw: &Gateway,
     reg: &Registration,
-    upstream: &crate::upstream::Upstream,
+    upstream: &Arc<crate::upstream::Upstream>,
     url: &str,
     client_id: &str,
     form: &Form<'_>,
@@ -582,30 +583,40 @@ async fn forward(
             "the client assertion could not be signed",
         )
     })?;
-    let started = Instant::now();
-    let result = upstream
-        .post_form(url, forward_form(form, &assertion))
-        .await;
-    let elapsed = started.elapsed();
-    audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
-    let status_label: std::borrow::Cow<'static, str> = match &result {
-        Ok(answer) => answer.status.as_str().to_string().into(),
-        Err(crate::upstream::UpstreamFailure::Timeout(_)) => "timeout".into(),
-        Err(crate::upstream::UpstreamFailure::Unavailable(_)) => "error".into(),
+    // The exchange runs in a task of its own: a client that resets or disconnects drops this
+    // future, never the exchange, so its resets never become RST_STREAMs on the pooled upstream
+    // connection other clients share (SPEC §8). The answer is then dropped and counted.
+    let slot = reg
+        .upstream_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            GatewayError::new(
+                ErrorKind::Unavailable,
+                "this client has too many token requests in flight; retry later",
+            )
+        })?;
+    let exchange = {
+        let upstream = upstream.clone();
+        let url = url.to_string();
+        let body = forward_form(form, &assertion);
+        let metrics = gw.metrics.clone();
+        let name = reg.upstream.clone();
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            let started = Instant::now();
+            let result = upstream.post_form(&url, body).await;
+            let elapsed = started.elapsed();
+            count_exchange(&metrics, name, &result, elapsed);
+            (result, elapsed)
+        });
+        DropNotice {
+            metrics: gw.metrics.clone(),
+            task: Some(task),
+        }
     };
-    gw.metrics
-        .upstream_requests
-        .get_or_create(&UpstreamLabels {
-            upstream: reg.upstream.clone(),
-            status: status_label,
-        })
-        .inc();
-    gw.metrics
-        .upstream_duration
-        .get_or_create(&UpstreamNameLabels {
-            upstream: reg.upstream.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
+    let (result, elapsed) = exchange.wait().await?;
+    audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
     let answer = result.map_err(|f| match f {
         crate::upstream::UpstreamFailure::Timeout(_) => GatewayError::new(
             ErrorKind::UpstreamTimeout,
@@ -620,6 +631,70 @@ async fn forward(
     })?;
     audit.upstream_status = Some(answer.status.as_u16());
     Ok(answer)
+}
+
+type Exchange = (
+    Result<crate::upstream::UpstreamResponse, crate::upstream::UpstreamFailure>,
+    std::time::Duration,
+);
+
+/// A detached upstream exchange: when the request is dropped before the answer is taken,
+/// the exchange still completes, and its answer is counted as dropped.
+struct DropNotice {
+    metrics: Arc<crate::metrics::Metrics>,
+    task: Option<tokio::task::JoinHandle<Exchange>>,
+}
+
+impl DropNotice {
+    async fn wait(mut self) -> Result<Exchange, GatewayError> {
+        let internal = |why: String| {
+            GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(why)
+        };
+        let Some(task) = self.task.as_mut() else {
+            return Err(internal("the upstream exchange was lost".into()));
+        };
+        let joined = task.await;
+        // Taken: dropping self now counts nothing.
+        self.task = None;
+        joined.map_err(|e| internal(e.to_string()))
+    }
+}
+
+impl Drop for DropNotice {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // The client went away first: let the exchange finish, then count its answer.
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                if task.await.is_ok() {
+                    metrics.upstream_answers_dropped.inc();
+                }
+            });
+        }
+    }
+}
+
+fn count_exchange(
+    metrics: &crate::metrics::Metrics,
+    upstream: String,
+    result: &Result<crate::upstream::UpstreamResponse, crate::upstream::UpstreamFailure>,
+    elapsed: std::time::Duration,
+) {
+    let status: std::borrow::Cow<'static, str> = match result {
+        Ok(answer) => answer.status.as_str().to_string().into(),
+        Err(crate::upstream::UpstreamFailure::Timeout(_)) => "timeout".into(),
+        Err(crate::upstream::UpstreamFailure::Unavailable(_)) => "error".into(),
+    };
+    metrics
+        .upstream_duration
+        .get_or_create(&UpstreamNameLabels {
+            upstream: upstream.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    metrics
+        .upstream_requests
+        .get_or_create(&UpstreamLabels { upstream, status })
+        .inc();
 }
 
 /// The upstream's answer as the client receives it: status, `Content-Type`, `Retry-After`, body.

@@ -256,6 +256,18 @@ impl Upstream {
             }
         })?;
         let (parts, body) = response.into_parts();
+        // An answer that declares more than the cap fails at once, unread.
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+            return Err(Retry::Other(format!(
+                "the answer declares {} bytes, more than the {MAX_RESPONSE_BYTES}-byte limit",
+                declared.unwrap_or_default()
+            )));
+        }
         let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await

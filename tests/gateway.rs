@@ -15,6 +15,8 @@ mod examples;
 mod front_proxy;
 #[path = "gateway/fuzzing.rs"]
 mod fuzzing;
+#[path = "gateway/hostage.rs"]
+mod hostage;
 #[path = "gateway/idp.rs"]
 mod idp;
 #[path = "gateway/limits.rs"]

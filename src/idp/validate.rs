@@ -220,22 +220,65 @@ pub fn verify_assertion(
     })
 }
 
-/// `jti` values seen until their assertion expires (replay refused).
+/// `jti` values seen until their assertion expires (replay refused). Expired entries leave in
+/// amortised O(log n) per request (a min-heap by expiry); at most [`REPLAY_CACHE_MAX`] are
+/// held, the soonest to expire going first when it is full.
 #[derive(Debug, Default)]
 pub struct ReplayCache {
     seen: HashMap<String, i64>,
+    by_expiry: std::collections::BinaryHeap<std::cmp::Reverse<(i64, String)>>,
 }
+
+/// The most `jti` values the embedded IdP remembers.
+pub const REPLAY_CACHE_MAX: usize = 1_000_000;
 
 impl ReplayCache {
     /// Records `jti`; false when it was already used.
     pub fn first_use(&mut self, jti: &str, exp: i64, now: i64) -> bool {
-        if self.seen.len() > 100_000 {
-            self.seen.retain(|_, e| e.saturating_add(SKEW_SECS) >= now);
+        while let Some(std::cmp::Reverse((e, _))) = self.by_expiry.peek() {
+            let expired = e.saturating_add(SKEW_SECS) < now;
+            if !expired && self.seen.len() < REPLAY_CACHE_MAX {
+                break;
+            }
+            if let Some(std::cmp::Reverse((_, old))) = self.by_expiry.pop() {
+                self.seen.remove(&old);
+            }
         }
         if self.seen.contains_key(jti) {
             return false;
         }
         self.seen.insert(jti.to_string(), exp);
+        self.by_expiry
+            .push(std::cmp::Reverse((exp, jti.to_string())));
         true
+    }
+
+    /// How many `jti` values are held.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn expired_jtis_leave_and_replays_are_refused() {
+        let mut cache = ReplayCache::default();
+        assert!(cache.first_use("a", 100, 0));
+        assert!(!cache.first_use("a", 100, 1));
+        for i in 0..1000 {
+            assert!(cache.first_use(&format!("j{i}"), 200, 1));
+        }
+        assert_eq!(cache.len(), 1001);
+        // Past every exp (and the skew): all leave on the next use.
+        assert!(cache.first_use("b", 10_000, 1_000));
+        assert_eq!(cache.len(), 1);
     }
 }

@@ -12,13 +12,13 @@ use tokio::net::TcpStream;
 /// hyper-util's auto builder waits for the first bytes (to tell HTTP/1 from HTTP/2) without a
 /// timeout, and hyper's `header_read_timeout` starts only after them: without this, a client that
 /// completes the handshake and then sends nothing holds a connection slot forever.
-pub(super) struct FirstByteDeadline<I> {
+pub(crate) struct FirstByteDeadline<I> {
     inner: I,
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<I> FirstByteDeadline<I> {
-    pub(super) fn new(inner: I, within: Duration) -> Self {
+    pub(crate) fn new(inner: I, within: Duration) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(within))),
@@ -171,5 +171,159 @@ impl AsyncWrite for QuickAck {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// What a connection is doing, for its watchdog: requests in flight (from the start of the
+/// service call until the response body is dropped, i.e. written or abandoned), responses
+/// produced but not yet written, and when either last changed.
+#[derive(Debug)]
+pub(super) struct Activity {
+    started: std::time::Instant,
+    in_flight: std::sync::atomic::AtomicUsize,
+    unsent: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since `started` of the last change of `in_flight`.
+    last_change: std::sync::atomic::AtomicU64,
+    /// Milliseconds since `started` since when some response has waited to be written with
+    /// no response finishing.
+    unsent_since: std::sync::atomic::AtomicU64,
+}
+
+/// What the watchdog should do now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Nothing until this long from now.
+    Wait(Duration),
+    /// No request in flight for the idle limit: close gracefully.
+    Idle,
+    /// A response has not been written within the write limit: abandon the connection.
+    Stalled,
+}
+
+impl Activity {
+    pub(super) fn new() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            in_flight: Default::default(),
+            unsent: Default::default(),
+            last_change: Default::default(),
+            unsent_since: Default::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A request starts; the guard ends it.
+    pub(super) fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.in_flight.fetch_add(1, SeqCst);
+        self.last_change.store(self.now_ms(), SeqCst);
+        InFlight {
+            activity: self.clone(),
+            unsent: false,
+        }
+    }
+
+    /// Decides at `now` given the idle and write limits.
+    pub(super) fn verdict(&self, idle: Duration, write: Duration) -> Verdict {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now_ms();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let left = |since: u64, limit: Duration| {
+            since
+                .saturating_add(ms(limit))
+                .checked_sub(now)
+                .filter(|l| *l > 0)
+        };
+        if self.unsent.load(SeqCst) > 0 {
+            return match left(self.unsent_since.load(SeqCst), write) {
+                Some(l) => Verdict::Wait(Duration::from_millis(l)),
+                None => Verdict::Stalled,
+            };
+        }
+        if self.in_flight.load(SeqCst) > 0 {
+            // Busy: look again after the shorter limit.
+            return Verdict::Wait(idle.min(write));
+        }
+        match left(self.last_change.load(SeqCst), idle) {
+            Some(l) => Verdict::Wait(Duration::from_millis(l)),
+            None => Verdict::Idle,
+        }
+    }
+}
+
+/// One request in flight; dropped when its response body is dropped (written, or abandoned).
+#[derive(Debug)]
+pub(super) struct InFlight {
+    activity: std::sync::Arc<Activity>,
+    unsent: bool,
+}
+
+impl InFlight {
+    /// The response is ready and waits to be written.
+    pub(super) fn response_ready(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if !self.unsent {
+            self.unsent = true;
+            if self.activity.unsent.fetch_add(1, SeqCst) == 0 {
+                self.activity
+                    .unsent_since
+                    .store(self.activity.now_ms(), SeqCst);
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let a = &self.activity;
+        let now = a.now_ms();
+        if self.unsent {
+            a.unsent.fetch_sub(1, SeqCst);
+            // A response finished: the stall clock of the others starts again.
+            a.unsent_since.store(now, SeqCst);
+        }
+        a.in_flight.fetch_sub(1, SeqCst);
+        a.last_change.store(now, SeqCst);
+    }
+}
+
+/// A response body that ends its request's [`InFlight`] when hyper drops it.
+#[derive(Debug)]
+pub(super) struct TrackedBody {
+    inner: http_body_util::Full<bytes::Bytes>,
+    _in_flight: InFlight,
+}
+
+impl TrackedBody {
+    pub(super) fn new(inner: http_body_util::Full<bytes::Bytes>, mut in_flight: InFlight) -> Self {
+        in_flight.response_ready();
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

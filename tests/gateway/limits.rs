@@ -236,6 +236,9 @@ async fn connections_beyond_max_connections_wait_unaccepted() {
 async fn many_http2_streams_on_one_connection_are_all_answered() {
     let h = Setup::new().start().await;
     let client = client_for(Some("client"), true);
+    // Once the server's SETTINGS (32 streams at most) are known, the client queues the rest;
+    // before that an HTTP/2 client may be refused streams beyond the limit (REFUSED_STREAM).
+    assert_eq!(client.get(&h.url("/nope")).await.unwrap().status, 404);
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let client = client.clone();

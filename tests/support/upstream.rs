@@ -32,6 +32,9 @@ pub struct FakeUpstream {
     pub forms: Arc<Mutex<Vec<(String, String)>>>,
     /// TCP connections accepted.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests whose handling was cancelled before it answered: over HTTP/2, each is a
+    /// RST_STREAM from the gateway (or its connection going away).
+    pub cancelled: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -71,6 +74,8 @@ impl FakeUpstream {
         let recorded = forms.clone();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = connections.clone();
+        let cancelled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cancels = cancelled.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -80,6 +85,7 @@ impl FakeUpstream {
                 let acceptor = acceptor.clone();
                 let behaviour = behaviour.clone();
                 let recorded = recorded.clone();
+                let cancels = cancels.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -100,10 +106,10 @@ impl FakeUpstream {
                         }
                         Behaviour::Delayed(ms, status, body) => {
                             let json = vec![("content-type", "application/json")];
-                            answer(tls, recorded, ms, status, json, body).await;
+                            answer(tls, recorded, cancels, ms, status, json, body).await;
                         }
                         Behaviour::Answer(status, headers, body) => {
-                            answer(tls, recorded, 0, status, headers, body).await;
+                            answer(tls, recorded, cancels, 0, status, headers, body).await;
                         }
                     }
                 });
@@ -113,7 +119,25 @@ impl FakeUpstream {
             addr,
             forms,
             connections,
+            cancelled,
             task,
+        }
+    }
+}
+
+/// Counts a request handler dropped before it answered.
+struct Pending(Arc<std::sync::atomic::AtomicUsize>, bool);
+
+impl Pending {
+    fn done(&mut self) {
+        self.1 = false;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -131,6 +155,7 @@ pub fn ok_answer() -> Behaviour {
 async fn answer(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     recorded: Arc<Mutex<Vec<(String, String)>>>,
+    cancels: Arc<std::sync::atomic::AtomicUsize>,
     delay_ms: u64,
     status: u16,
     headers: Vec<(&'static str, &'static str)>,
@@ -138,7 +163,9 @@ async fn answer(
 ) {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let (recorded, headers, body) = (recorded.clone(), headers.clone(), body.clone());
+        let cancels = cancels.clone();
         async move {
+            let mut pending = Pending(cancels, true);
             let path = req.uri().path().to_string();
             let form = req
                 .into_body()
@@ -155,6 +182,7 @@ async fn answer(
             for (k, v) in headers {
                 response = response.header(k, v);
             }
+            pending.done();
             Ok::<_, Infallible>(response.body(Full::new(Bytes::from(body))).unwrap())
         }
     });
