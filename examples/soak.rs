@@ -144,6 +144,8 @@ fn main() -> Result<(), String> {
         let counts = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new()));
         let mut samples = vec![(0usize, rss_kib(pid))];
         let started = Instant::now();
+        // SOAK_RATE=N paces the whole run at N requests per second (for long, steady soaks).
+        let rate: Option<f64> = std::env::var("SOAK_RATE").ok().and_then(|r| r.parse().ok()).filter(|r: &f64| *r > 0.0);
         let mut workers = Vec::new();
         for _ in 0..concurrency {
             let (clients, base, next, failures, counts) = (clients.clone(), base.clone(), next.clone(), failures.clone(), counts.clone());
@@ -152,6 +154,10 @@ fn main() -> Result<(), String> {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= total {
                         break;
+                    }
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
                     }
                     let kind = KINDS[i % KINDS.len()];
                     let good = format!("grant_type=client_credentials&client_id={PKI_CLIENT}&scope=api%3A%2F%2Fsoak%2F.default");
@@ -187,7 +193,8 @@ fn main() -> Result<(), String> {
                 }
             }));
         }
-        let quarter = total / 4;
+        // RSS after every tenth of the run.
+        let quarter = total / 10;
         while !workers.iter().all(|w| w.is_finished()) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let done = next.load(Ordering::SeqCst).min(total);
@@ -234,7 +241,7 @@ fn main() -> Result<(), String> {
             failures.len()
         ));
     }
-    // Level off: the last sample within 25 % (+ 4 MiB) of the one after the first quarter.
+    // Level off: the last sample within 25 % (+ 4 MiB) of the one after the first tenth.
     let warm = samples.get(1).map(|s| s.1).unwrap_or(0);
     let last = samples.last().map(|s| s.1).unwrap_or(0);
     if last > warm + warm / 4 + 4096 {

@@ -155,6 +155,18 @@ fn a_pkcs1_credential_key_loads() {
 fn dev_pki_writes_the_spec_files_with_private_keys_owner_only() {
     let dir = TestDir::new();
     let out_dir = dir.path("pki");
+    // A key file that exists with a wider mode is narrowed too.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("signing-key.pem"), "old").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            out_dir.join("signing-key.pem"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
     let out = bin()
         .arg("dev-pki")
         .arg("--out")

@@ -209,6 +209,13 @@ async fn claim_failures_have_entras_codes() {
             700024,
         ),
         (
+            "hostile times that would overflow",
+            json!({"nbf": i64::MIN, "iat": i64::MIN, "exp": i64::MAX}),
+            401,
+            "invalid_client",
+            700024,
+        ),
+        (
             "no exp",
             json!({"exp": null}),
             400,

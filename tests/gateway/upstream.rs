@@ -131,3 +131,17 @@ async fn nothing_is_retried_once_the_upstream_was_reached() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_answer_declaring_more_than_1_mib_fails_at_once() {
+    // With a 10 s upstream timeout, waiting for the body would give 504 after 10 s; the
+    // declared length alone decides: 502 at once.
+    let started = std::time::Instant::now();
+    let (answer, _) = through(Behaviour::DeclaresHuge, "10s").await;
+    assert_error(&answer, 502, "temporarily_unavailable");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}

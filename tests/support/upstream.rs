@@ -25,6 +25,8 @@ pub enum Behaviour {
     Silent,
     /// Answer headers, then reset mid-body.
     ResetMidBody,
+    /// Over HTTP/1.1: declare a 50 MB answer, send one byte of it, then stall.
+    DeclaresHuge,
 }
 
 pub struct FakeUpstream {
@@ -66,7 +68,12 @@ impl FakeUpstream {
                 .collect::<Result<_, _>>()
                 .unwrap();
         let key = PrivateKeyDer::from_pem_slice(server.key.as_bytes()).unwrap();
-        let tls = mtls_gateway::idp::server_config(chain, key).unwrap();
+        let mut tls = mtls_gateway::idp::server_config(chain, key).unwrap();
+        if matches!(behaviour, Behaviour::DeclaresHuge) {
+            let mut http1 = (*tls).clone();
+            http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tls = Arc::new(http1);
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -97,6 +104,12 @@ impl FakeUpstream {
                         }
                         Behaviour::Silent => {
                             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                        }
+                        Behaviour::DeclaresHuge => {
+                            let _ = tls
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n{")
+                                .await;
+                            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                         }
                         Behaviour::ResetMidBody => {
                             let _ = tls
