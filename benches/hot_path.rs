@@ -158,10 +158,8 @@ fn registry(c: &mut Criterion, f: &Fixture) {
                 },
                 grant_types: HashSet::from(["client_credentials".to_string()]),
                 scopes: HashSet::new(),
-                rate_limit: None,
-                assertions: Default::default(),
-                token_cache: None,
-                upstream_slots: mtls_gateway::registry::upstream_slots(),
+                fingerprint: [0; 32],
+                state: Arc::new(mtls_gateway::state::ClientState::new(None, false)),
             });
         }
         group.bench_with_input(BenchmarkId::from_parameter(n), &registry, |b, r| {

@@ -983,6 +983,8 @@ impl Cx {
         credentials: &BTreeMap<String, Arc<Signer>>,
         default_rate: Option<&str>,
     ) -> Option<Registration> {
+        // What identifies this registration across reloads, with its upstream's spec.
+        let identity_text = format!("{c:?}\n{:?}", upstreams.get(&c.upstream));
         let mut ok = true;
         if c.client_id.trim().is_empty() || c.client_id.chars().any(char::is_control) {
             self.problem(
@@ -1174,17 +1176,42 @@ impl Cx {
         if !ok {
             return None;
         }
-        Some(Registration {
-            client_id: c.client_id,
-            upstream: c.upstream,
-            credential: credential?,
-            method,
-            grant_types: grant_types.into_iter().collect(),
-            scopes: c.scopes.into_iter().collect(),
+        let credential = credential?;
+        let fingerprint = {
+            // Hash sets print in a random order: the binding is written out sorted.
+            let binding = match &method {
+                AuthMethod::Pki { selector, pin } => {
+                    format!("{selector:?} {:?}", pin.as_ref().map(|p| &p.certs))
+                }
+                AuthMethod::SelfSigned { thumbprints } => {
+                    let mut t: Vec<_> = thumbprints.iter().collect();
+                    t.sort();
+                    format!("{t:?}")
+                }
+            };
+            let text = format!(
+                "{identity_text}\n{:?}\n{}\n{:?}\n{binding}",
+                rate_limit.as_ref().map(|r| r.text.as_str()),
+                credential.x5t_s256,
+                credential,
+            );
+            crate::identity::sha256(text.as_bytes())
+        };
+        let state = crate::state::ClientState {
             rate_limit,
             assertions: Default::default(),
             token_cache: c.cache_tokens.then(crate::cache::TokenCache::default),
             upstream_slots: crate::registry::upstream_slots(),
+        };
+        Some(Registration {
+            client_id: c.client_id,
+            upstream: c.upstream,
+            credential,
+            method,
+            grant_types: grant_types.into_iter().collect(),
+            scopes: c.scopes.into_iter().collect(),
+            fingerprint,
+            state: Arc::new(state),
         })
     }
 

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod service;
+pub mod state;
 pub mod tls;
 pub mod token;
 pub mod trust;

@@ -24,6 +24,7 @@ use crate::config::{Config, UpstreamKind};
 use crate::idp::Idp;
 use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::service::{self, ConnInfo, Gateway};
+use crate::state::{ClientStates, MemoryStates};
 use crate::trust::PeerCertificate;
 use crate::upstream::Upstream;
 use io::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
@@ -152,11 +153,26 @@ fn warn_restart_only(old: &Config, new: &Config) {
 }
 
 fn build(
-    config: Config,
+    mut config: Config,
     previous: Option<&Gateway>,
     idps: &BTreeMap<String, EmbeddedIdp>,
     metrics: &Arc<Metrics>,
 ) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
+    // Per-client state outlives generations: unchanged registrations keep theirs.
+    let states: Arc<dyn ClientStates> = match previous {
+        Some(p) => p.states.clone(),
+        None => Arc::new(MemoryStates::default()),
+    };
+    config
+        .registry
+        .adopt_states(|reg| states.adopt(&reg.client_id, reg.fingerprint, reg.state.clone()));
+    states.retain(
+        &config
+            .registry
+            .iter()
+            .map(|r| r.client_id.as_str())
+            .collect(),
+    );
     let mut upstreams = HashMap::new();
     for (name, spec) in &config.upstreams {
         if let Some(old) = previous.and_then(|p| p.upstreams.get(name)) {
@@ -188,6 +204,7 @@ fn build(
     Ok((
         Gateway {
             generation: crate::service::next_generation(),
+            states,
             config: Arc::new(config),
             upstreams,
             metrics: metrics.clone(),

@@ -31,6 +31,20 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Registration>> {
         self.clients.values()
     }
+
+    /// Gives every registration the state `adopt` returns for it (called while this registry is
+    /// not yet shared: a registration already shared keeps its state).
+    pub fn adopt_states(
+        &mut self,
+        mut adopt: impl FnMut(&Registration) -> Arc<crate::state::ClientState>,
+    ) {
+        for reg in self.clients.values_mut() {
+            let state = adopt(reg);
+            if let Some(reg) = Arc::get_mut(reg) {
+                reg.state = state;
+            }
+        }
+    }
 }
 
 /// One `[[clients]]` entry, validated.
@@ -48,14 +62,13 @@ pub struct Registration {
     pub grant_types: HashSet<String>,
     /// Allowed scopes; empty allows any.
     pub scopes: HashSet<String>,
-    /// Its rate limit (its own `rate_limit`, else `[limits] rate_limit`), if any.
-    pub rate_limit: Option<RateLimit>,
-    /// Signed assertions kept for reuse (used when its upstream has `reuse_assertion`).
-    pub assertions: crate::assertion::AssertionCache,
-    /// Its token cache (`cache_tokens = true`).
-    pub token_cache: Option<crate::cache::TokenCache>,
-    /// Its upstream exchanges in flight, at most [`MAX_UPSTREAM_IN_FLIGHT`].
-    pub upstream_slots: Arc<tokio::sync::Semaphore>,
+    /// What identifies this registration across reloads: its configuration, its upstream's
+    /// spec, its effective rate limit, its credential's certificate and algorithm, and its
+    /// binding (pins and registered certificates by content).
+    pub fingerprint: [u8; 32],
+    /// Its runtime state: rate-limit allowance, reused assertions, token cache. Kept across
+    /// reloads while the fingerprint and upstream are unchanged ([`crate::state`]).
+    pub state: Arc<crate::state::ClientState>,
 }
 
 /// The most upstream exchanges one client may have in flight: exchanges outlive a client's

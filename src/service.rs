@@ -28,6 +28,8 @@ pub struct Gateway {
     /// This generation's number, unique in the process: a connection's cached trust verdict
     /// holds only for the generation that made it.
     pub generation: u64,
+    /// Per-client state, shared by every generation.
+    pub states: Arc<dyn crate::state::ClientStates>,
     /// The validated configuration.
     pub config: Arc<Config>,
     /// Live upstreams by name.

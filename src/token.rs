@@ -490,7 +490,7 @@ where
         decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
     );
     decision.map_err(|(_, e)| e)?;
-    if let Some(limit) = &reg.rate_limit {
+    if let Some(limit) = &reg.state.rate_limit {
         if let Err(wait) = limit.check() {
             let mut e = GatewayError::new(
                 ErrorKind::RateLimited,
@@ -516,7 +516,7 @@ where
             "this client's identity provider has no such endpoint; use /token",
         )
     })?;
-    if let (Some(cache), "client_credentials") = (&reg.token_cache, grant_type) {
+    if let (Some(cache), "client_credentials") = (&reg.state.token_cache, grant_type) {
         let key = crate::cache::CacheKey::new(
             url,
             form.get("scope"),
@@ -572,7 +572,8 @@ async fn forward(
     audit: &mut Audit,
 ) -> Result<crate::upstream::UpstreamResponse, GatewayError> {
     let signed = if upstream.spec.reuse_assertion {
-        reg.assertions
+        reg.state
+            .assertions
             .get(&reg.credential, client_id, url, now_secs() as u64)
     } else {
         reg.credential.sign(client_id, url).map(Into::into)
@@ -587,6 +588,7 @@ async fn forward(
     // future, never the exchange, so its resets never become RST_STREAMs on the pooled upstream
     // connection other clients share (SPEC §8). The answer is then dropped and counted.
     let slot = reg
+        .state
         .upstream_slots
         .clone()
         .try_acquire_owned()

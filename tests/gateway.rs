@@ -33,6 +33,8 @@ mod nginx;
 mod operations;
 #[path = "gateway/reuse_and_cache.rs"]
 mod reuse_and_cache;
+#[path = "gateway/state.rs"]
+mod state;
 #[path = "gateway/tls.rs"]
 mod tls;
 #[path = "gateway/token.rs"]

@@ -1,0 +1,88 @@
+//! Per-client runtime state (SPEC §7 "Reload"): rate-limit allowances, reused assertions,
+//! cached tokens and upstream slots belong to the client, not to the configuration
+//! generation. A reload that leaves a client's registration, credential and upstream
+//! unchanged keeps its state; a changed one starts afresh.
+//!
+//! [`ClientStates`] is the seam where a shared store plugs in; [`MemoryStates`] keeps the
+//! state in this process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use crate::assertion::AssertionCache;
+use crate::cache::TokenCache;
+use crate::registry::RateLimit;
+
+/// What the gateway remembers about one client between requests.
+#[derive(Debug)]
+pub struct ClientState {
+    /// Its rate limit (its own `rate_limit`, else `[limits] rate_limit`), if any.
+    pub rate_limit: Option<RateLimit>,
+    /// Signed assertions kept for reuse (used when its upstream has `reuse_assertion`).
+    pub assertions: AssertionCache,
+    /// Its token cache (`cache_tokens = true`).
+    pub token_cache: Option<TokenCache>,
+    /// Its upstream exchanges in flight, at most [`crate::registry::MAX_UPSTREAM_IN_FLIGHT`].
+    pub upstream_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl ClientState {
+    /// Fresh state for a client with `rate_limit` (already validated) and `cache_tokens`.
+    pub fn new(rate_limit: Option<&str>, cache_tokens: bool) -> Self {
+        Self {
+            rate_limit: rate_limit.and_then(|r| RateLimit::parse(r).ok()),
+            assertions: AssertionCache::default(),
+            token_cache: cache_tokens.then(TokenCache::default),
+            upstream_slots: crate::registry::upstream_slots(),
+        }
+    }
+}
+
+/// Where per-client state lives across configuration generations.
+pub trait ClientStates: Send + Sync + std::fmt::Debug {
+    /// The state of `client_id` for a registration whose identity is `fingerprint`: the
+    /// existing one when the fingerprint is unchanged, else `fresh`.
+    fn adopt(
+        &self,
+        client_id: &str,
+        fingerprint: [u8; 32],
+        fresh: Arc<ClientState>,
+    ) -> Arc<ClientState>;
+
+    /// Forgets every client not in `live` (removed by a reload).
+    fn retain(&self, live: &HashSet<&str>);
+}
+
+/// A client's state with the fingerprint of the registration it belongs to.
+type Entry = ([u8; 32], Arc<ClientState>);
+
+/// Per-client state in this process's memory.
+#[derive(Debug, Default)]
+pub struct MemoryStates {
+    clients: Mutex<HashMap<String, Entry>>,
+}
+
+impl ClientStates for MemoryStates {
+    fn adopt(
+        &self,
+        client_id: &str,
+        fingerprint: [u8; 32],
+        fresh: Arc<ClientState>,
+    ) -> Arc<ClientState> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        match clients.get(client_id) {
+            Some((f, state)) if *f == fingerprint => state.clone(),
+            _ => {
+                clients.insert(client_id.to_string(), (fingerprint, fresh.clone()));
+                fresh
+            }
+        }
+    }
+
+    fn retain(&self, live: &HashSet<&str>) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| live.contains(id.as_str()));
+    }
+}
