@@ -178,7 +178,7 @@ fn form(c: &mut Criterion) {
     let body = format!("grant_type=client_credentials&client_id={CLIENT}&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default");
     c.bench_function("form_parse", |b| {
         b.iter(|| {
-            mtls_gateway::token::parse_form(black_box(body.as_bytes()))
+            mtls_gateway::form::parse_form(black_box(body.as_bytes()))
                 .unwrap()
                 .pairs
                 .len()
@@ -201,7 +201,7 @@ fn form(c: &mut Criterion) {
         ("separators", separators),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| mtls_gateway::token::parse_form(black_box(body.as_bytes())).is_ok())
+            b.iter(|| mtls_gateway::form::parse_form(black_box(body.as_bytes())).is_ok())
         });
     }
     group.finish();

@@ -84,7 +84,7 @@ pub async fn serve(
                 .http2()
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(8);
-            let io = crate::listener::io::FirstByteDeadline::new(tcp, head_timeout);
+            let io = crate::net::FirstByteDeadline::new(tcp, head_timeout);
             // A connection that never finishes is cut after a minute: probes and scrapes are quick.
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(60),

@@ -219,7 +219,7 @@ pub async fn mock_idp(
             tls
         }
     };
-    let authority = crate::listener::authority_of(bound);
+    let authority = crate::upstream::authority_of(bound);
     let idp = crate::idp::Idp::new(tenant, &authority, registrations)?;
     println!("embedded identity provider for tenant {tenant}");
     println!("  token endpoint: {}", idp.token_endpoint());
@@ -327,7 +327,7 @@ async fn demo_in(dir: &Path) -> Result<String, String> {
     println!("    gateway (mTLS):            https://{}", running.addr);
     println!(
         "    identity provider (HTTPS): {}/dev",
-        crate::listener::authority_of(idp)
+        crate::upstream::authority_of(idp)
     );
     let result = async {
         let ca = config::parse_certs(&std::fs::read(dir.join("pki/ca.pem")).map_err(|e| e.to_string())?)?;
@@ -341,7 +341,7 @@ async fn demo_in(dir: &Path) -> Result<String, String> {
         let form = format!("grant_type=client_credentials&client_id={CLIENT_ID}&scope=api%3A%2F%2Fdemo%2F.default");
         println!("    POST {url}\n    {form}");
         step(4, "the gateway verifies the chain to the client CA, matches the subject DN to the registration, and signs a client_assertion like this one:");
-        let aud = format!("{}/dev/oauth2/v2.0/token", crate::listener::authority_of(idp));
+        let aud = format!("{}/dev/oauth2/v2.0/token", crate::upstream::authority_of(idp));
         let example = signer.sign(CLIENT_ID, &aud).map_err(|_| "signing failed")?;
         if let Some((h, c)) = decode_jwt(&example) {
             println!("    header: {h}\n    claims: {c}");

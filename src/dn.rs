@@ -189,7 +189,7 @@ impl DistinguishedName {
                             },
                             AttrValue::Opaque(der) => Ava {
                                 oid: oid.to_string(),
-                                value: crate::identity::hex_lower(der),
+                                value: crate::encoding::hex_lower(der),
                                 opaque: true,
                             },
                         })
@@ -421,7 +421,7 @@ where
                 // RFC 4514 §2.4: the hex form of the value's BER (here DER) encoding.
                 AttrValue::Opaque(der) => {
                     out.push('#');
-                    out.push_str(&crate::identity::hex_lower(der));
+                    out.push_str(&crate::encoding::hex_lower(der));
                 }
             }
         }

@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
 
 /// Where an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,3 +179,27 @@ impl std::fmt::Display for GatewayError {
 }
 
 impl std::error::Error for GatewayError {}
+
+/// Renders a gateway error as RFC 6749 §5.2 JSON.
+pub fn error_response(err: &GatewayError, allow: &'static str) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .status(err.kind.status())
+        .header(CONTENT_TYPE, "application/json");
+    if err.kind == ErrorKind::MethodNotAllowed {
+        builder = builder.header(http::header::ALLOW, allow);
+    }
+    if err.kind == ErrorKind::PayloadTooLarge {
+        builder = builder.header(http::header::CONNECTION, "close");
+    }
+    if let Some(scheme) = &err.www_authenticate {
+        if let Ok(v) = HeaderValue::from_str(scheme) {
+            builder = builder.header(http::header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if let Some(secs) = err.retry_after {
+        builder = builder.header(http::header::RETRY_AFTER, secs);
+    }
+    builder
+        .body(Full::new(Bytes::from(err.body())))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}

@@ -27,8 +27,8 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// The token endpoint's form parser: what it accepts has at most 64 parameters, no name
 /// twice, and no two names that differ only in ASCII case.
 pub fn form(data: &[u8]) {
-    if let Ok(form) = crate::token::parse_form(data) {
-        assert!(form.pairs.len() <= crate::token::MAX_PARAMETERS);
+    if let Ok(form) = crate::form::parse_form(data) {
+        assert!(form.pairs.len() <= crate::form::MAX_PARAMETERS);
         let mut names: Vec<String> = form
             .pairs
             .iter()

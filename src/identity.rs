@@ -238,37 +238,9 @@ pub fn x5t_s256(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(sha256(der))
 }
 
-/// Upper-case hex, as the Entra portal shows a certificate thumbprint.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    hex_with(bytes, b"0123456789ABCDEF")
-}
-
-/// Lower-case hex.
-pub fn hex_lower(bytes: &[u8]) -> String {
-    hex_with(bytes, b"0123456789abcdef")
-}
-
-fn hex_with(bytes: &[u8], digits: &[u8; 16]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(digits[usize::from(b >> 4)]));
-        out.push(char::from(digits[usize::from(b & 0x0f)]));
-    }
-    out
-}
+pub use crate::encoding::{hex_lower, hex_upper};
 
 /// base64url (unpadded) of an already computed SHA-256 digest.
 pub fn x5t_s256_of_digest(digest: &[u8; 32]) -> String {
     URL_SAFE_NO_PAD.encode(digest)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hex_matches_the_format_macro() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(super::hex_lower(&bytes), expected);
-        assert_eq!(super::hex_upper(&bytes), expected.to_uppercase());
-    }
 }

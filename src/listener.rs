@@ -2,8 +2,6 @@
 //! accept loop (handshake timeout, connection limit), the admin listener, hot reload, and
 //! graceful shutdown.
 
-pub(crate) mod io;
-
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,13 +19,14 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, UpstreamKind};
+use crate::gateway::{ConnInfo, Gateway};
 use crate::idp::Idp;
 use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
-use crate::service::{self, ConnInfo, Gateway};
+use crate::net::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
+use crate::service;
 use crate::state::{ClientStates, MemoryStates};
 use crate::trust::PeerCertificate;
 use crate::upstream::Upstream;
-use io::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
 
 /// How often the files a configuration names are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -203,7 +202,7 @@ fn build(
         .map_err(|e| format!("server TLS: {e}"))?;
     Ok((
         Gateway {
-            generation: crate::service::next_generation(),
+            generation: crate::gateway::next_generation(),
             states,
             config: Arc::new(config),
             upstreams,
@@ -307,7 +306,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             source,
         })?;
         let (ca, tls) = crate::idp::ephemeral_tls(addr).map_err(StartError::Setup)?;
-        let authority = authority_of(addr);
+        let authority = crate::upstream::authority_of(addr);
         let idp = Arc::new(
             Idp::new(tenant, &authority, registrations(&config, name))
                 .map_err(StartError::Setup)?,
@@ -472,16 +471,6 @@ async fn watch_files(reloader: Arc<Reloader>, mut seen: Fingerprint) {
         files = reloader.state.load().config.files.clone();
         seen = fingerprint(&files);
     }
-}
-
-/// The `https://host:port` base of an address (loopback when bound to the unspecified address).
-pub fn authority_of(addr: SocketAddr) -> String {
-    let ip = if addr.ip().is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        addr.ip()
-    };
-    format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
 
 async fn accept_loop(

@@ -7,8 +7,9 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use crate::config::UpstreamKind;
+use crate::error::error_response;
 use crate::error::{ErrorKind, GatewayError};
-use crate::service::{error_response, Gateway};
+use crate::gateway::Gateway;
 use crate::upstream::Upstream;
 
 /// Serves `/{tenant}/v2.0/.well-known/openid-configuration` (`tenant` set) or the two

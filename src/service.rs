@@ -1,62 +1,24 @@
-//! Request routing for the main listener: request ids, the route table of SPEC §4, error
-//! rendering, and the audit event.
+//! Request routing for the main listener: request ids, the route table of SPEC §4, the
+//! forwarded-certificate decision, and the audit event.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Body;
 
-use crate::config::Config;
+use crate::error::error_response;
 use crate::error::{ErrorKind, GatewayError, Origin};
-use crate::identity::IdentityError;
+use crate::gateway::{ConnInfo, Gateway, Presented};
 use crate::token::{self, Audit};
 use crate::trust::PeerCertificate;
-use crate::upstream::{TokenRoute, Upstream};
+use crate::upstream::TokenRoute;
 
 /// Header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// What one configuration generation serves with.
-#[derive(Debug)]
-pub struct Gateway {
-    /// This generation's number, unique in the process: a connection's cached trust verdict
-    /// holds only for the generation that made it.
-    pub generation: u64,
-    /// Per-client state, shared by every generation.
-    pub states: Arc<dyn crate::state::ClientStates>,
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// Live upstreams by name.
-    pub upstreams: HashMap<String, Arc<Upstream>>,
-    /// Metrics (shared by every generation).
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// A fresh generation number.
-pub fn next_generation() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// A client certificate as the token endpoint sees it: `None` when there is none.
-pub type Presented = Option<Result<Arc<PeerCertificate>, IdentityError>>;
-
-/// What the connection knows about its peer.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// The TCP peer.
-    pub peer_addr: SocketAddr,
-    /// The handshake certificate: `None` when the client sent none (always on plain HTTP).
-    pub peer_cert: Presented,
-    /// Whether the connection arrived on `front_proxy.plain_listen`.
-    pub plain: bool,
-}
 
 fn count_forwarded(gw: &Gateway, result: &'static str) {
     gw.metrics
@@ -175,30 +137,6 @@ fn fresh_id() -> String {
     // An id that fails to be random is still an id.
     let _ = aws_lc_rs::rand::fill(&mut b);
     crate::identity::hex_lower(&b)
-}
-
-/// Renders a gateway error as RFC 6749 §5.2 JSON.
-pub fn error_response(err: &GatewayError, allow: &'static str) -> Response<Full<Bytes>> {
-    let mut builder = Response::builder()
-        .status(err.kind.status())
-        .header(CONTENT_TYPE, "application/json");
-    if err.kind == ErrorKind::MethodNotAllowed {
-        builder = builder.header(http::header::ALLOW, allow);
-    }
-    if err.kind == ErrorKind::PayloadTooLarge {
-        builder = builder.header(http::header::CONNECTION, "close");
-    }
-    if let Some(scheme) = &err.www_authenticate {
-        if let Ok(v) = HeaderValue::from_str(scheme) {
-            builder = builder.header(http::header::WWW_AUTHENTICATE, v);
-        }
-    }
-    if let Some(secs) = err.retry_after {
-        builder = builder.header(http::header::RETRY_AFTER, secs);
-    }
-    builder
-        .body(Full::new(Bytes::from(err.body())))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 /// Serves one request on the main listener.

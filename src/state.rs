@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::assertion::AssertionCache;
 use crate::cache::TokenCache;
-use crate::registry::RateLimit;
 
 /// What the gateway remembers about one client between requests.
 #[derive(Debug)]
@@ -22,7 +21,7 @@ pub struct ClientState {
     pub assertions: AssertionCache,
     /// Its token cache (`cache_tokens = true`).
     pub token_cache: Option<TokenCache>,
-    /// Its upstream exchanges in flight, at most [`crate::registry::MAX_UPSTREAM_IN_FLIGHT`].
+    /// Its upstream exchanges in flight, at most [`MAX_UPSTREAM_IN_FLIGHT`].
     pub upstream_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -33,7 +32,7 @@ impl ClientState {
             rate_limit: rate_limit.and_then(|r| RateLimit::parse(r).ok()),
             assertions: AssertionCache::default(),
             token_cache: cache_tokens.then(TokenCache::default),
-            upstream_slots: crate::registry::upstream_slots(),
+            upstream_slots: upstream_slots(),
         }
     }
 }
@@ -84,5 +83,57 @@ impl ClientStates for MemoryStates {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| live.contains(id.as_str()));
+    }
+}
+
+/// The most upstream exchanges one client may have in flight: exchanges outlive a client's
+/// reset (SPEC §8), so without a bound a client could pile them up by resetting.
+pub const MAX_UPSTREAM_IN_FLIGHT: usize = 64;
+
+/// A fresh set of upstream slots for one client.
+pub fn upstream_slots() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(MAX_UPSTREAM_IN_FLIGHT))
+}
+
+/// A per-client rate limit: `N/s`, `N/m` or `N/h`, with a burst of N.
+pub struct RateLimit {
+    /// As configured, e.g. `20/s`.
+    pub text: String,
+    limiter: governor::DefaultDirectRateLimiter,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl RateLimit {
+    /// Parses `"20/s"`, `"600/m"`, `"1000/h"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("\"{text}\" is not a rate such as \"20/s\", \"600/m\" or \"1000/h\"");
+        let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        let n = std::num::NonZeroU32::new(n).ok_or_else(bad)?;
+        let quota = match unit.trim() {
+            "s" => governor::Quota::per_second(n),
+            "m" => governor::Quota::per_minute(n),
+            "h" => governor::Quota::per_hour(n),
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            text: text.trim().to_string(),
+            limiter: governor::RateLimiter::direct(quota),
+        })
+    }
+
+    /// Takes one request from the allowance; `Err(seconds)` to wait when it is spent.
+    pub fn check(&self) -> Result<(), u64> {
+        use governor::clock::{Clock, DefaultClock};
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            // Retry-After is whole seconds, rounded up; never tell a client to retry at once.
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
     }
 }

@@ -11,9 +11,10 @@ use hyper::body::Body;
 
 use crate::assertion::ASSERTION_TYPE;
 use crate::error::{ErrorKind, GatewayError};
+use crate::form::{parse_form, printable, Form};
+use crate::gateway::{Gateway, Presented};
 use crate::metrics::{UpstreamLabels, UpstreamNameLabels};
 use crate::registry::{AuthFailure, Registration};
-use crate::service::{Gateway, Presented};
 use crate::trust::now_secs;
 use crate::upstream::TokenRoute;
 
@@ -38,167 +39,6 @@ pub struct Audit {
     pub forwarded: bool,
     /// `hit` or `miss` when the client's token cache was consulted.
     pub cache: Option<&'static str>,
-}
-
-/// A parsed `application/x-www-form-urlencoded` body.
-#[derive(Debug)]
-pub struct Form<'a> {
-    /// (decoded name, decoded value, raw `name=value` segment as sent), in order.
-    pub pairs: Vec<(String, String, &'a [u8])>,
-}
-
-impl Form<'_> {
-    /// The value of `name`, treating an empty value as omitted (RFC 6749 §3.1).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, v, _)| n == name && !v.is_empty())
-            .map(|(_, v, _)| v.as_str())
-    }
-}
-
-/// The most parameters a token request may have (SPEC §4 step 2).
-pub const MAX_PARAMETERS: usize = 64;
-
-/// The parameter names the gateway reads or adds. Entra reads names case-insensitively, so a
-/// case variant of one of these (`Scope`, `CLIENT_ID`) could mean something to Entra that
-/// the gateway did not check: it is refused.
-const KNOWN_NAMES: [&str; 7] = [
-    "grant_type",
-    "client_id",
-    "scope",
-    "resource",
-    "client_secret",
-    "client_assertion",
-    "client_assertion_type",
-];
-
-/// Parses a form body strictly, in one pass: UTF-8 after decoding, valid percent escapes, at
-/// most [`MAX_PARAMETERS`] parameters, no parameter name twice (RFC 6749 §3.2) whatever the
-/// values, and no name that differs only in ASCII case from another name of the request or
-/// from one the gateway reads or adds.
-pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
-    let mut pairs: Vec<(String, String, &[u8])> = Vec::new();
-    let mut rest = body;
-    loop {
-        // Empty segments (`&&`) are skipped a byte at a time, others found with memchr.
-        while let [b'&', tail @ ..] = rest {
-            rest = tail;
-        }
-        if rest.is_empty() {
-            break;
-        }
-        let end = memchr::memchr(b'&', rest).unwrap_or(rest.len());
-        let segment = &rest[..end];
-        rest = &rest[end..];
-        if pairs.len() == MAX_PARAMETERS {
-            return Err(GatewayError::invalid_request(format!(
-                "the request has more than {MAX_PARAMETERS} parameters"
-            )));
-        }
-        let (name, value) = match segment.iter().position(|b| *b == b'=') {
-            Some(i) => (&segment[..i], &segment[i + 1..]),
-            None => (segment, &segment[..0]),
-        };
-        let name = decode_component(name)?;
-        if name.is_empty() {
-            return Err(GatewayError::invalid_request(
-                "the form has a parameter without a name",
-            ));
-        }
-        // At most MAX_PARAMETERS names are held, so this scan is bounded by a constant.
-        if let Some((seen, _, _)) = pairs.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(&name)) {
-            return Err(GatewayError::invalid_request(if *seen == name {
-                format!(
-                    "parameter '{}' is included more than once",
-                    printable(&name)
-                )
-            } else {
-                format!(
-                    "parameters '{}' and '{}' differ only in case; parameter names are case-sensitive",
-                    printable(seen),
-                    printable(&name)
-                )
-            }));
-        }
-        if let Some(known) = KNOWN_NAMES
-            .iter()
-            .find(|k| k.eq_ignore_ascii_case(&name) && **k != name)
-        {
-            return Err(GatewayError::invalid_request(format!(
-                "parameter '{}' is not '{known}': parameter names are case-sensitive",
-                printable(&name)
-            )));
-        }
-        let value = decode_component(value)?;
-        pairs.push((name, value, segment));
-    }
-    Ok(Form { pairs })
-}
-
-/// Hex digit values; 0xff for bytes that are not hex digits.
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Decodes `+` and `%XX` in one pass over `raw`: runs without either are copied whole; the
-/// output is never longer than the input, so it is written in place of a pre-sized buffer.
-fn decode_component(raw: &[u8]) -> Result<String, GatewayError> {
-    let bad_escape =
-        || GatewayError::invalid_request("the form body has a malformed percent-escape");
-    let mut out = vec![0u8; raw.len()];
-    let (mut i, mut o) = (0, 0);
-    while let Some(at) = memchr::memchr2(b'%', b'+', &raw[i..]) {
-        out[o..o + at].copy_from_slice(&raw[i..i + at]);
-        i += at;
-        o += at;
-        // Escapes often come in runs: decode them without searching again.
-        while i < raw.len() {
-            let b = raw[i];
-            if b == b'+' {
-                out[o] = b' ';
-                i += 1;
-            } else if b == b'%' {
-                if i + 2 >= raw.len() {
-                    return Err(bad_escape());
-                }
-                let (h, l) = (HEX[usize::from(raw[i + 1])], HEX[usize::from(raw[i + 2])]);
-                if (h | l) & 0xf0 != 0 {
-                    return Err(bad_escape());
-                }
-                out[o] = h << 4 | l;
-                i += 3;
-            } else {
-                break;
-            }
-            o += 1;
-        }
-    }
-    let tail = raw.len() - i;
-    out[o..o + tail].copy_from_slice(&raw[i..]);
-    out.truncate(o + tail);
-    String::from_utf8(out)
-        .map_err(|_| GatewayError::invalid_request("the form body is not valid UTF-8"))
-}
-
-/// A parameter name safe to put in a description: printable ASCII, at most 64 characters.
-fn printable(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
 }
 
 /// Step 1: method, content type, size; the body read within `request_timeout`.
@@ -716,58 +556,6 @@ fn relay(answer: crate::upstream::UpstreamResponse) -> Result<Response<Full<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_decode_plus_and_percent() {
-        let form =
-            parse_form(b"grant_type=client_credentials&scope=api%3A%2F%2Fx%2F.default+b").unwrap();
-        assert_eq!(form.get("grant_type"), Some("client_credentials"));
-        assert_eq!(form.get("scope"), Some("api://x/.default b"));
-    }
-
-    #[test]
-    fn repeated_names_are_refused_whatever_the_values() {
-        assert!(parse_form(b"a=1&a=1").is_err());
-        assert!(parse_form(b"a=&a=").is_err());
-        assert!(parse_form(b"a=1&%61=2").is_err());
-    }
-
-    #[test]
-    fn case_variants_of_names_are_refused() {
-        assert!(parse_form(b"scope=a&Scope=b").is_err());
-        assert!(parse_form(b"Client_Assertion=x").is_err());
-        assert!(parse_form(b"CLIENT_ID=x").is_err());
-        assert!(parse_form(b"foo=1&FOO=2").is_err());
-        assert!(parse_form(b"foo=1&bar=2").is_ok());
-    }
-
-    #[test]
-    fn at_most_64_parameters() {
-        let body: Vec<u8> = (0..64)
-            .map(|i| format!("p{i}=v"))
-            .collect::<Vec<_>>()
-            .join("&")
-            .into_bytes();
-        assert_eq!(parse_form(&body).unwrap().pairs.len(), 64);
-        let mut more = body.clone();
-        more.extend_from_slice(b"&p64=v");
-        assert!(parse_form(&more).is_err());
-    }
-
-    #[test]
-    fn empty_values_count_as_omitted() {
-        let form = parse_form(b"client_secret=&client_id=x").unwrap();
-        assert_eq!(form.get("client_secret"), None);
-        assert_eq!(form.get("client_id"), Some("x"));
-    }
-
-    #[test]
-    fn malformed_escapes_and_bad_utf8_are_refused() {
-        assert!(parse_form(b"a=%zz").is_err());
-        assert!(parse_form(b"a=%4").is_err());
-        assert!(parse_form(b"a=%ff").is_err());
-        assert!(parse_form(b"=x").is_err());
-    }
 
     #[test]
     fn forwarded_form_keeps_parameters_as_sent_and_drops_empty_ones() {

@@ -95,7 +95,7 @@ impl Upstream {
             (UpstreamKind::Entra { authority, .. }, _) => Some(authority.clone()),
             (UpstreamKind::Embedded { .. }, Some((addr, ca))) => {
                 extra.push(ca);
-                Some(crate::listener::authority_of(addr))
+                Some(authority_of(addr))
             }
             (UpstreamKind::Embedded { .. }, None) => {
                 return Err("the embedded identity provider is not running".into())
@@ -296,4 +296,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The `https://host:port` base of an address (loopback when bound to the unspecified address).
+pub fn authority_of(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("https://{}", SocketAddr::new(ip, addr.port()))
 }

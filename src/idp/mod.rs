@@ -186,7 +186,7 @@ impl Idp {
                 "Tenant not found. Check to make sure you have the correct tenant ID.",
             ));
         }
-        let form = crate::token::parse_form(body).map_err(|e| {
+        let form = crate::form::parse_form(body).map_err(|e| {
             bad(
                 900144,
                 &format!("The request body is not a valid form: {}", e.description),

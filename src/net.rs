@@ -1,4 +1,5 @@
-//! I/O wrappers of accepted connections: the first-byte deadline, and immediate ACKs.
+//! Accepted connections, below every listener: the first-byte deadline, immediate ACKs, and
+//! the activity a connection's watchdog reads (requests in flight, responses unwritten).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -109,12 +110,12 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadli
 /// pending ACK now (the kernel flushes a scheduled ACK when the option is set) instead of when
 /// the delayed-ACK timer fires. It costs one `setsockopt` per read; answers still carry their
 /// ACKs as before.
-pub(super) struct QuickAck {
+pub(crate) struct QuickAck {
     inner: TcpStream,
 }
 
 impl QuickAck {
-    pub(super) fn new(inner: TcpStream) -> Self {
+    pub(crate) fn new(inner: TcpStream) -> Self {
         // Small answers go out at once too (the gateway writes whole responses).
         let _ = inner.set_nodelay(true);
         Self { inner }
@@ -178,7 +179,7 @@ impl AsyncWrite for QuickAck {
 /// service call until the response body is dropped, i.e. written or abandoned), responses
 /// produced but not yet written, and when either last changed.
 #[derive(Debug)]
-pub(super) struct Activity {
+pub(crate) struct Activity {
     started: std::time::Instant,
     in_flight: std::sync::atomic::AtomicUsize,
     unsent: std::sync::atomic::AtomicUsize,
@@ -191,7 +192,7 @@ pub(super) struct Activity {
 
 /// What the watchdog should do now.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(crate) enum Verdict {
     /// Nothing until this long from now.
     Wait(Duration),
     /// No request in flight for the idle limit: close gracefully.
@@ -201,7 +202,7 @@ pub(super) enum Verdict {
 }
 
 impl Activity {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             started: std::time::Instant::now(),
             in_flight: Default::default(),
@@ -216,7 +217,7 @@ impl Activity {
     }
 
     /// A request starts; the guard ends it.
-    pub(super) fn begin(self: &std::sync::Arc<Self>) -> InFlight {
+    pub(crate) fn begin(self: &std::sync::Arc<Self>) -> InFlight {
         use std::sync::atomic::Ordering::SeqCst;
         self.in_flight.fetch_add(1, SeqCst);
         self.last_change.store(self.now_ms(), SeqCst);
@@ -227,7 +228,7 @@ impl Activity {
     }
 
     /// Decides at `now` given the idle and write limits.
-    pub(super) fn verdict(&self, idle: Duration, write: Duration) -> Verdict {
+    pub(crate) fn verdict(&self, idle: Duration, write: Duration) -> Verdict {
         use std::sync::atomic::Ordering::SeqCst;
         let now = self.now_ms();
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -256,14 +257,14 @@ impl Activity {
 
 /// One request in flight; dropped when its response body is dropped (written, or abandoned).
 #[derive(Debug)]
-pub(super) struct InFlight {
+pub(crate) struct InFlight {
     activity: std::sync::Arc<Activity>,
     unsent: bool,
 }
 
 impl InFlight {
     /// The response is ready and waits to be written.
-    pub(super) fn response_ready(&mut self) {
+    pub(crate) fn response_ready(&mut self) {
         use std::sync::atomic::Ordering::SeqCst;
         if !self.unsent {
             self.unsent = true;
@@ -293,13 +294,13 @@ impl Drop for InFlight {
 
 /// A response body that ends its request's [`InFlight`] when hyper drops it.
 #[derive(Debug)]
-pub(super) struct TrackedBody {
+pub(crate) struct TrackedBody {
     inner: http_body_util::Full<bytes::Bytes>,
     _in_flight: InFlight,
 }
 
 impl TrackedBody {
-    pub(super) fn new(inner: http_body_util::Full<bytes::Bytes>, mut in_flight: InFlight) -> Self {
+    pub(crate) fn new(inner: http_body_util::Full<bytes::Bytes>, mut in_flight: InFlight) -> Self {
         in_flight.response_ready();
         Self {
             inner,

@@ -1,0 +1,386 @@
+//! `gateway.toml`: the validated configuration. [`raw`] holds the file format, [`validate`]
+//! and [`clients`] turn it into these types in one place, collecting every problem to report
+//! them together; [`crate::keys`] reads key material.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::assertion::{Alg, Signer};
+use crate::dn::{DistinguishedName, DnError};
+use crate::forwarded::{Cidr, HeaderFormat};
+use crate::identity;
+use crate::registry::{AuthMethod, Registration, Registry, Selector};
+use crate::trust::{Anchors, ClientTrust};
+
+mod clients;
+mod raw;
+mod validate;
+
+use raw::RawConfig;
+use validate::Cx;
+
+pub use crate::keys::{parse_certs, parse_crls, pem_error, read_pkcs12};
+
+// ---------------------------------------------------------------------------------------------
+// Raw file format
+
+/// `limits.max_connection_age` when not set.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
+/// `limits.max_connections_per_peer` when not set.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
+/// `limits.idle_timeout` when not set.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+// ---------------------------------------------------------------------------------------------
+// Validated configuration
+
+/// The whole validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// `[server]`.
+    pub server: Server,
+    /// `[admin]`.
+    pub admin: Option<Admin>,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// `[upstreams.*]` by name.
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// `[credentials.*]` by name.
+    pub credentials: BTreeMap<String, Arc<Signer>>,
+    /// `[[clients]]` by client_id.
+    pub registry: Registry,
+    /// `[front_proxy]`.
+    pub front_proxy: Option<FrontProxy>,
+    /// `[dev]` pki folder, resolved.
+    pub dev_pki: Option<PathBuf>,
+    /// Non-fatal findings `check` prints (e.g. a DN that looks reversed).
+    pub warnings: Vec<String>,
+    /// Every file the configuration read, itself included: a change to any reloads it.
+    pub files: Vec<PathBuf>,
+}
+
+/// `[server]`.
+#[derive(Debug)]
+pub struct Server {
+    /// Where the mTLS listener binds.
+    pub listen: SocketAddr,
+    /// How clients reach the gateway (no trailing slash).
+    pub public_url: String,
+    /// Server certificate chain, leaf first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// Server private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Trust for `tls_client_auth` clients.
+    pub client_trust: Arc<ClientTrust>,
+    /// TLS 1.3 only when true.
+    pub tls13_only: bool,
+}
+
+/// `[admin]`.
+#[derive(Debug)]
+pub struct Admin {
+    /// Where the admin listener binds.
+    pub listen: SocketAddr,
+}
+
+/// `[front_proxy]`: where a forwarded client certificate counts.
+#[derive(Debug, Clone)]
+pub struct FrontProxy {
+    /// The header format (and name).
+    pub format: HeaderFormat,
+    /// Peers allowed to forward a certificate.
+    pub trusted_peers: Vec<Cidr>,
+    /// On the mTLS listener, the proxy must also present one of these (SHA-256 of DER).
+    pub trusted_proxy_certs: HashSet<[u8; 32]>,
+    /// A plain-HTTP listener that serves trusted peers only.
+    pub plain_listen: Option<SocketAddr>,
+}
+
+impl FrontProxy {
+    /// Whether `ip` may forward a certificate.
+    pub fn trusts_peer(&self, ip: IpAddr) -> bool {
+        self.trusted_peers.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Time allowed for the whole request head (and the TLS handshake).
+    pub header_read_timeout: Duration,
+    /// Time allowed for one request, body included.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait unaccepted.
+    pub max_connections: usize,
+    /// Time in-flight requests get on shutdown.
+    pub shutdown_grace: Duration,
+    /// Age after which a connection is closed gracefully (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close`), so that no connection lives forever.
+    pub max_connection_age: Duration,
+    /// Connections one source address may hold; `front_proxy.trusted_peers` are exempt.
+    pub max_connections_per_peer: usize,
+    /// A connection with no request in flight is closed after this (one without a client
+    /// certificate on the mTLS listener: after `header_read_timeout`).
+    pub idle_timeout: Duration,
+    /// On SIGTERM, `/readyz` turns 503 at once and serving goes on this long before the drain.
+    pub shutdown_delay: Duration,
+    /// Default per-client rate limit (`"20/s"`), if any.
+    pub rate_limit: Option<String>,
+}
+
+/// How to reach one upstream identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSpec {
+    /// Its name in the config.
+    pub name: String,
+    /// Entra, generic or embedded.
+    pub kind: UpstreamKind,
+    /// Bound on one upstream exchange.
+    pub timeout: Duration,
+    /// Extra trust anchors for the upstream's TLS.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// Reuse one signed assertion per client until near `exp` (Entra only).
+    pub reuse_assertion: bool,
+}
+
+/// The kinds of upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// Microsoft Entra ID.
+    Entra {
+        /// e.g. `https://login.microsoftonline.com` (no trailing slash).
+        authority: String,
+        /// Tenant GUID or domain.
+        tenant: String,
+    },
+    /// Any IdP that accepts private_key_jwt.
+    Generic {
+        /// Token endpoint URL.
+        token_endpoint: String,
+        /// Discovery document URL.
+        metadata_url: Option<String>,
+    },
+    /// The in-process Entra-compatible identity provider.
+    Embedded {
+        /// Where it listens.
+        listen: SocketAddr,
+        /// Its tenant name.
+        tenant: String,
+    },
+}
+
+impl UpstreamKind {
+    /// The tenant, for Entra-shaped upstreams.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Entra { tenant, .. } | Self::Embedded { tenant, .. } => Some(tenant),
+            Self::Generic { .. } => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/// All problems found in a configuration, each with file and key.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors {
+    /// The file.
+    pub file: PathBuf,
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}:",
+            self.file.display(),
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where secrets such as PKCS#12 passwords come from; tests inject values.
+pub trait Env {
+    /// The value of variable `name`.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with(path, &ProcessEnv)
+}
+
+/// Reads the `[dev] pki` folder of a config, resolved, without validating the rest; `serve`
+/// creates it before loading when missing.
+pub fn dev_pki_dir(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    let pki = table.get("dev")?.get("pki")?.as_str()?;
+    Some(base_dir(path).join(pki))
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// As [`load`], with secrets read from `env`.
+pub fn load_with(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let fail = |problems| ConfigErrors {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
+    load_str(&text, path, env)
+}
+
+/// Validates configuration `text` as if read from `path` (relative paths resolve against its
+/// folder). For callers that hold the text already, and for fuzzing.
+pub fn load_str(text: &str, path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let fail = |problems| ConfigErrors {
+        file: path.to_path_buf(),
+        problems,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_error(&e)]))?;
+    let mut cx = Cx {
+        base: base_dir(path),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        files: vec![path.to_path_buf()],
+    };
+    let config = cx.validate(raw, path, env);
+    if cx.problems.is_empty() {
+        if let Some(mut config) = config {
+            config.warnings = cx.warnings;
+            config.files = cx.files;
+            return Ok(config);
+        }
+    }
+    Err(fail(cx.problems))
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    // toml's message carries line, column and the offending key; keep it on one line.
+    e.to_string()
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Parses an `x5t#S256` (base64url, 43 chars) or 64-digit hex SHA-256 thumbprint.
+pub fn parse_thumbprint(t: &str) -> Option<[u8; 32]> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let t = t.trim();
+    let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?
+    };
+    bytes.try_into().ok()
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration_or_zero(s)?;
+    if d.is_zero() {
+        return Err(format!("\"{}\" must be greater than zero", s.trim()));
+    }
+    Ok(d)
+}
+
+/// Like [`parse_duration`], zero allowed (`limits.shutdown_delay = "0s"`).
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("\"{s}\" has no unit: write e.g. \"250ms\", \"5s\", \"2m\""))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration such as \"250ms\", \"5s\", \"2m\""))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{unit}\" (use ms, s, m or h)"
+            ))
+        }
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate::valid_tenant;
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(parse_duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn thumbprints_parse_as_base64url_or_hex() {
+        let digest = [7u8; 32];
+        let b64 = identity::x5t_s256_of_digest(&digest);
+        assert_eq!(parse_thumbprint(&b64), Some(digest));
+        assert_eq!(parse_thumbprint(&"07".repeat(32)), Some(digest));
+        assert_eq!(parse_thumbprint("abc"), None);
+    }
+
+    #[test]
+    fn tenants_exclude_multi_tenant_aliases() {
+        assert!(valid_tenant("contoso.onmicrosoft.com"));
+        assert!(valid_tenant("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert!(!valid_tenant("common"));
+        assert!(!valid_tenant("a/b"));
+        assert!(!valid_tenant(""));
+    }
+}

@@ -1,0 +1,130 @@
+//! The file format: serde structs that refuse unknown keys. Validation turns them into the
+//! domain types of [`super`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) server: RawServer,
+    pub(super) admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub(super) credentials: BTreeMap<String, RawCredential>,
+    #[serde(default)]
+    pub(super) clients: Vec<RawClient>,
+    pub(super) front_proxy: Option<RawFrontProxy>,
+    pub(super) dev: Option<RawDev>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFrontProxy {
+    pub(super) header: Option<String>,
+    #[serde(default)]
+    pub(super) trusted_peers: Vec<String>,
+    #[serde(default)]
+    pub(super) trusted_proxy_certs: Vec<String>,
+    pub(super) plain_listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: String,
+    pub(super) public_url: Option<String>,
+    pub(super) cert: PathBuf,
+    pub(super) key: PathBuf,
+    #[serde(default)]
+    pub(super) client_ca: Vec<PathBuf>,
+    #[serde(default)]
+    pub(super) client_intermediates: Vec<PathBuf>,
+    #[serde(default)]
+    pub(super) crl: Vec<PathBuf>,
+    pub(super) min_tls_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) max_body_bytes: Option<usize>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) request_timeout: Option<String>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) shutdown_grace: Option<String>,
+    pub(super) max_connection_age: Option<String>,
+    pub(super) max_connections_per_peer: Option<usize>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) shutdown_delay: Option<String>,
+    pub(super) rate_limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    #[serde(rename = "type")]
+    pub(super) kind: String,
+    pub(super) tenant: Option<String>,
+    pub(super) authority: Option<String>,
+    pub(super) token_endpoint: Option<String>,
+    pub(super) metadata_url: Option<String>,
+    pub(super) timeout: Option<String>,
+    #[serde(default)]
+    pub(super) ca: Vec<PathBuf>,
+    #[serde(default)]
+    pub(super) reuse_assertion: bool,
+    pub(super) listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredential {
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    pub(super) pkcs12: Option<PathBuf>,
+    pub(super) pkcs12_password_env: Option<String>,
+    pub(super) alg: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub(super) client_id: String,
+    pub(super) upstream: String,
+    pub(super) credential: String,
+    pub(super) token_endpoint_auth_method: String,
+    pub(super) tls_client_auth_subject_dn: Option<String>,
+    pub(super) tls_client_auth_san_dns: Option<String>,
+    pub(super) tls_client_auth_san_uri: Option<String>,
+    pub(super) tls_client_auth_san_ip: Option<String>,
+    pub(super) tls_client_auth_san_email: Option<String>,
+    pub(super) tls_client_auth_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) self_signed_certs: Vec<PathBuf>,
+    #[serde(default)]
+    pub(super) self_signed_thumbprints: Vec<String>,
+    pub(super) grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    pub(super) rate_limit: Option<String>,
+    #[serde(default)]
+    pub(super) cache_tokens: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDev {
+    pub(super) pki: PathBuf,
+}
