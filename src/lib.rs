@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod net;
 pub mod pki;
 pub mod registry;
+pub mod reload;
 pub mod service;
 pub mod state;
 pub mod tls;

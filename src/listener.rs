@@ -1,11 +1,10 @@
-//! Starting, reloading and stopping the gateway: the embedded identity providers, the mTLS
-//! accept loop (handshake timeout, connection limit), the admin listener, hot reload, and
-//! graceful shutdown.
+//! Starting and stopping the gateway: the embedded identity providers, the mTLS accept loop
+//! (handshake timeout, connection limits), the admin listener, and graceful shutdown. Reload
+//! lives in [`crate::reload`], the connection I/O wrappers in [`crate::net`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,13 +22,9 @@ use crate::gateway::{ConnInfo, Gateway};
 use crate::idp::Idp;
 use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::net::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
+use crate::reload::{build, fingerprint, registrations, watch_files, EmbeddedIdp, Reloader};
 use crate::service;
-use crate::state::{ClientStates, MemoryStates};
 use crate::trust::PeerCertificate;
-use crate::upstream::Upstream;
-
-/// How often the files a configuration names are checked for changes.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,186 +40,6 @@ pub enum StartError {
     /// TLS or upstream setup failed.
     #[error("{0}")]
     Setup(String),
-}
-
-/// A running embedded identity provider.
-struct EmbeddedIdp {
-    addr: SocketAddr,
-    ca: CertificateDer<'static>,
-    tenant: String,
-    idp: Arc<Idp>,
-}
-
-/// Builds and swaps configuration generations.
-struct Reloader {
-    path: PathBuf,
-    state: Arc<ArcSwap<Gateway>>,
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
-    idps: BTreeMap<String, EmbeddedIdp>,
-    metrics: Arc<Metrics>,
-    lock: Mutex<()>,
-}
-
-impl Reloader {
-    /// A gateway generation for `config`, reusing unchanged upstreams (and their pools).
-    fn build(
-        &self,
-        config: Config,
-        previous: Option<&Gateway>,
-    ) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
-        build(config, previous, &self.idps, &self.metrics)
-    }
-
-    /// Re-reads the configuration and every file it names; swaps atomically, or keeps the
-    /// current generation and reports every problem.
-    fn reload(&self) -> Result<(), String> {
-        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = crate::config::load(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|config| {
-                let current = self.state.load_full();
-                warn_restart_only(&current.config, &config);
-                let (gateway, tls) = self.build(config, Some(&current))?;
-                for (name, embedded) in &self.idps {
-                    embedded
-                        .idp
-                        .set_registrations(registrations(&gateway.config, name))?;
-                }
-                self.metrics.set_expiry(&gateway.config);
-                self.metrics.prime(&gateway.config);
-                self.tls.store(tls);
-                self.state.store(Arc::new(gateway));
-                Ok(())
-            });
-        let label = if result.is_ok() { "success" } else { "failure" };
-        self.metrics
-            .config_reloads
-            .get_or_create(&ResultLabels { result: label })
-            .inc();
-        self.metrics
-            .config_last_reload_success
-            .set(i64::from(result.is_ok()));
-        match &result {
-            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
-            Err(e) => {
-                for line in e.lines().filter(|l| !l.trim().is_empty()) {
-                    tracing::error!(config = %self.path.display(), "reload failed, keeping the running configuration: {}", line.trim());
-                }
-            }
-        }
-        result
-    }
-}
-
-fn registrations(config: &Config, upstream: &str) -> Vec<(String, CertificateDer<'static>)> {
-    config
-        .registry
-        .iter()
-        .filter(|r| r.upstream == upstream)
-        .map(|r| (r.client_id.clone(), r.credential.cert.clone()))
-        .collect()
-}
-
-fn warn_restart_only(old: &Config, new: &Config) {
-    let mut changed = Vec::new();
-    if old.server.listen != new.server.listen {
-        changed.push("server.listen");
-    }
-    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
-        changed.push("admin.listen");
-    }
-    let plain = |c: &Config| c.front_proxy.as_ref().and_then(|f| f.plain_listen);
-    if plain(old) != plain(new) {
-        changed.push("front_proxy.plain_listen");
-    }
-    if old.limits.max_connections != new.limits.max_connections {
-        changed.push("limits.max_connections");
-    }
-    if old.limits.shutdown_grace != new.limits.shutdown_grace {
-        changed.push("limits.shutdown_grace");
-    }
-    for name in changed {
-        tracing::warn!(
-            key = name,
-            "this setting changes only on restart; the rest of the new configuration applies now"
-        );
-    }
-}
-
-fn build(
-    mut config: Config,
-    previous: Option<&Gateway>,
-    idps: &BTreeMap<String, EmbeddedIdp>,
-    metrics: &Arc<Metrics>,
-) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
-    // Per-client state outlives generations: unchanged registrations keep theirs.
-    let states: Arc<dyn ClientStates> = match previous {
-        Some(p) => p.states.clone(),
-        None => Arc::new(MemoryStates::default()),
-    };
-    config
-        .registry
-        .adopt_states(|reg| states.adopt(&reg.client_id, reg.fingerprint, reg.state.clone()));
-    states.retain(
-        &config
-            .registry
-            .iter()
-            .map(|r| r.client_id.as_str())
-            .collect(),
-    );
-    let mut upstreams = HashMap::new();
-    for (name, spec) in &config.upstreams {
-        if let Some(old) = previous.and_then(|p| p.upstreams.get(name)) {
-            if old.spec == *spec {
-                upstreams.insert(name.clone(), old.clone());
-                continue;
-            }
-        }
-        let embedded = match &spec.kind {
-            UpstreamKind::Embedded { tenant, .. } => {
-                let running = idps.get(name).ok_or_else(|| {
-                    format!("upstreams.{name}: a new embedded identity provider needs a restart")
-                })?;
-                if !running.tenant.eq_ignore_ascii_case(tenant) {
-                    return Err(format!(
-                        "upstreams.{name}.tenant: the embedded identity provider's tenant changes only on restart"
-                    ));
-                }
-                Some((running.addr, running.ca.clone()))
-            }
-            _ => None,
-        };
-        let upstream =
-            Upstream::new(spec.clone(), embedded).map_err(|e| format!("upstreams.{name}: {e}"))?;
-        upstreams.insert(name.clone(), Arc::new(upstream));
-    }
-    let tls = crate::tls::server_config(&config.server, ca_hints(&config))
-        .map_err(|e| format!("server TLS: {e}"))?;
-    Ok((
-        Gateway {
-            generation: crate::gateway::next_generation(),
-            states,
-            config: Arc::new(config),
-            upstreams,
-            metrics: metrics.clone(),
-        },
-        tls,
-    ))
-}
-
-/// The CA names offered to clients: `client_ca`, then every pinned CA not already listed.
-fn ca_hints(config: &Config) -> Vec<rustls::DistinguishedName> {
-    let mut hints = config.server.client_trust.anchors.hints();
-    for reg in config.registry.iter() {
-        if let crate::registry::AuthMethod::Pki { pin: Some(pin), .. } = &reg.method {
-            for hint in pin.hints() {
-                if !hints.iter().any(|h| h.as_ref() == hint.as_ref()) {
-                    hints.push(hint);
-                }
-            }
-        }
-    }
-    hints
 }
 
 /// A running gateway.
@@ -283,51 +98,59 @@ impl Running {
     }
 }
 
+/// Binds `addr`, reporting the bound address (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+/// Starts the embedded identity providers of `config`, each on its own listener.
+async fn start_idps(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(BTreeMap<String, EmbeddedIdp>, Vec<JoinHandle<()>>), StartError> {
+    let mut idps = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for (name, spec) in &config.upstreams {
+        let UpstreamKind::Embedded { listen, tenant } = &spec.kind else {
+            continue;
+        };
+        let (listener, addr) = bind(*listen).await?;
+        let (ca, tls) = crate::idp::ephemeral_tls(addr).map_err(StartError::Setup)?;
+        let authority = crate::upstream::authority_of(addr);
+        let idp = Arc::new(
+            Idp::new(tenant, &authority, registrations(config, name)).map_err(StartError::Setup)?,
+        );
+        tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
+        tasks.push(tokio::spawn(crate::idp::serve(
+            listener,
+            tls,
+            idp.clone(),
+            shutdown.clone(),
+        )));
+        let tenant = tenant.clone();
+        idps.insert(
+            name.clone(),
+            EmbeddedIdp {
+                addr,
+                ca,
+                tenant,
+                idp,
+            },
+        );
+    }
+    Ok((idps, tasks))
+}
+
 /// Binds every listener and starts serving `config`.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (idp_shutdown, idp_shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(Metrics::new());
     let mut others = Vec::new();
-    let mut idp_tasks = Vec::new();
-    let mut idps = BTreeMap::new();
-    for (name, spec) in &config.upstreams {
-        let UpstreamKind::Embedded { listen, tenant } = &spec.kind else {
-            continue;
-        };
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: *listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: *listen,
-            source,
-        })?;
-        let (ca, tls) = crate::idp::ephemeral_tls(addr).map_err(StartError::Setup)?;
-        let authority = crate::upstream::authority_of(addr);
-        let idp = Arc::new(
-            Idp::new(tenant, &authority, registrations(&config, name))
-                .map_err(StartError::Setup)?,
-        );
-        tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
-        idp_tasks.push(tokio::spawn(crate::idp::serve(
-            listener,
-            tls,
-            idp.clone(),
-            idp_shutdown_rx.clone(),
-        )));
-        idps.insert(
-            name.clone(),
-            EmbeddedIdp {
-                addr,
-                ca,
-                tenant: tenant.clone(),
-                idp,
-            },
-        );
-    }
+    let (idps, idp_tasks) = start_idps(&config, &idp_shutdown_rx).await?;
     let idp_addrs = idps.iter().map(|(n, e)| (n.clone(), e.addr)).collect();
     let idp_cas = idps
         .iter()
@@ -343,26 +166,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_head_timeout = config.limits.header_read_timeout;
     let plain_listen = config.front_proxy.as_ref().and_then(|f| f.plain_listen);
     let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: listen,
-        source,
-    })?;
-
+    let (listener, addr) = bind(listen).await?;
     let (plain, plain_addr) = match plain_listen {
         None => (None, None),
         Some(addr) => {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
+            let (l, bound) = bind(addr).await?;
             tracing::info!(addr = %bound, "plain listener for trusted proxies ready");
             (Some(l), Some(bound))
         }
@@ -371,16 +179,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_addr = match admin {
         None => None,
         Some(admin) => {
-            let l = TcpListener::bind(admin)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: admin,
-                    source,
-                })?;
-            let bound = l.local_addr().map_err(|source| StartError::Bind {
-                addr: admin,
-                source,
-            })?;
+            let (l, bound) = bind(admin).await?;
             others.push(tokio::spawn(crate::admin::serve(
                 l,
                 ready.clone(),
@@ -425,52 +224,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         main,
         others,
     })
-}
-
-/// What identifies a file's content cheaply: follows symlinks, so a Kubernetes `..data` swap
-/// (a new inode behind the same path) is seen.
-type Fingerprint = Vec<Option<(u64, Option<std::time::SystemTime>, u64)>>;
-
-fn fingerprint(files: &[PathBuf]) -> Fingerprint {
-    files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(f).ok().map(|m| {
-                #[cfg(unix)]
-                let inode = std::os::unix::fs::MetadataExt::ino(&m);
-                #[cfg(not(unix))]
-                let inode = 0;
-                (m.len(), m.modified().ok(), inode)
-            })
-        })
-        .collect()
-}
-
-/// Reloads when a file of the configuration changes. `seen` is the fingerprint taken when
-/// the configuration was loaded, so that a change before this task first runs is not missed.
-async fn watch_files(reloader: Arc<Reloader>, mut seen: Fingerprint) {
-    let mut files = reloader.state.load().config.files.clone();
-    loop {
-        tokio::time::sleep(WATCH_INTERVAL).await;
-        let current = reloader.state.load().config.files.clone();
-        if current != files {
-            // A reload (SIGHUP or ours) changed the set of files.
-            files = current;
-            seen = fingerprint(&files);
-            continue;
-        }
-        let now = fingerprint(&files);
-        if now == seen {
-            continue;
-        }
-        // Let a writer finish (editors write in steps; Kubernetes swaps at once).
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        tracing::info!("a configured file changed; reloading");
-        let r = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
-        files = reloader.state.load().config.files.clone();
-        seen = fingerprint(&files);
-    }
 }
 
 async fn accept_loop(
@@ -653,6 +406,32 @@ async fn serve_connection(
 /// Most concurrent HTTP/2 streams per connection (SPEC §8).
 const MAX_STREAMS: u32 = 32;
 
+/// The HTTP/1.1 + HTTP/2 server settings of the main listeners (SPEC §8 bounds).
+fn http_builder(
+    limits: &crate::config::Limits,
+) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    // Request bodies buffered per connection stay within 4 × max_body_bytes: the connection
+    // window bounds what a client may send before the gateway reads it.
+    let window = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(65_535);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(32 * 1024)
+        .initial_stream_window_size(window(limits.max_body_bytes))
+        .initial_connection_window_size(window(limits.max_body_bytes.saturating_mul(4)))
+        // Detect dead peers; idle live ones are closed by the watchdog below.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    builder
+}
+
 /// Serves HTTP/1.1 and HTTP/2 on an established connection (TLS, or plain from a proxy), with
 /// a watchdog: idle connections are closed (after `header_read_timeout` for a TLS connection
 /// without a client certificate, else after `idle_timeout`; PINGs are not requests), a
@@ -686,25 +465,7 @@ async fn serve_http<I>(
             Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
-    // Request bodies buffered per connection stay within 4 × max_body_bytes: the connection
-    // window bounds what a client may send before the gateway reads it.
-    let window = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(65_535);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_header_list_size(32 * 1024)
-        .initial_stream_window_size(window(limits.max_body_bytes))
-        .initial_connection_window_size(window(limits.max_body_bytes.saturating_mul(4)))
-        // Detect dead peers; idle live ones are closed by the watchdog below.
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = http_builder(limits);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(limits.max_connection_age);

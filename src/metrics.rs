@@ -128,124 +128,105 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered under `mtls_gateway_`.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("mtls_gateway");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let request_duration = latency_histogram();
-        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
-        let upstream_duration: HistogramFamily<UpstreamNameLabels> =
-            Family::new_with_constructor(latency_histogram);
-        let tls_handshakes = Family::<ResultLabels, Counter>::default();
-        let client_auth = Family::<ClientAuthLabels, Counter>::default();
-        let certificate_expiry = Family::<ExpiryLabels, Gauge>::default();
-        let config_reloads = Family::<ResultLabels, Counter>::default();
-        let config_last_reload_success = Gauge::default();
-        let open_connections = Gauge::default();
-        let forwarded_certificates = Family::<ResultLabels, Counter>::default();
-        let token_cache_hits = Counter::default();
-        let connections_refused = Family::<ReasonLabels, Counter>::default();
-        let upstream_answers_dropped = Counter::default();
-        registry.register(
+        let mut metrics = Self {
+            registry: Registry::with_prefix("mtls_gateway"),
+            upstream_duration: Family::new_with_constructor(latency_histogram),
+            requests: Family::<RequestLabels, Counter>::default(),
+            request_duration: latency_histogram(),
+            upstream_requests: Family::<UpstreamLabels, Counter>::default(),
+            tls_handshakes: Family::<ResultLabels, Counter>::default(),
+            client_auth: Family::<ClientAuthLabels, Counter>::default(),
+            certificate_expiry: Family::<ExpiryLabels, Gauge>::default(),
+            config_reloads: Family::<ResultLabels, Counter>::default(),
+            config_last_reload_success: Gauge::default(),
+            open_connections: Gauge::default(),
+            forwarded_certificates: Family::<ResultLabels, Counter>::default(),
+            token_cache_hits: Counter::default(),
+            connections_refused: Family::<ReasonLabels, Counter>::default(),
+            upstream_answers_dropped: Counter::default(),
+            token_cache_misses: Counter::default(),
+            token_cache_evictions: Counter::default(),
+        };
+        metrics.register();
+        metrics.config_last_reload_success.set(1);
+        metrics
+    }
+
+    /// Registers every metric under its exposition name and help text.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        r.register(
             "connections_refused",
             "Connections accepted and closed at once, by reason (per_peer, admin_cap)",
-            connections_refused.clone(),
+            self.connections_refused.clone(),
         );
-        registry.register(
-            "upstream_answers_dropped",
-            "Upstream answers that arrived after their client reset or disconnected (the exchange was completed, not cancelled)",
-            upstream_answers_dropped.clone(),
-        );
-        let token_cache_misses = Counter::default();
-        let token_cache_evictions = Counter::default();
-        registry.register(
+        r.register("upstream_answers_dropped", "Upstream answers that arrived after their client reset or disconnected (the exchange was completed, not cancelled)", self.upstream_answers_dropped.clone());
+        r.register(
             "token_cache_hits",
             "Token requests answered from a client's token cache",
-            token_cache_hits.clone(),
+            self.token_cache_hits.clone(),
         );
-        registry.register(
+        r.register(
             "token_cache_misses",
             "Token requests of cache_tokens clients forwarded to the upstream",
-            token_cache_misses.clone(),
+            self.token_cache_misses.clone(),
         );
-        registry.register(
+        r.register(
             "token_cache_evictions",
             "Token cache entries dropped to stay within the per-client bound",
-            token_cache_evictions.clone(),
+            self.token_cache_evictions.clone(),
         );
-        registry.register(
+        r.register(
             "requests",
             "Requests on the main listeners by route and outcome",
-            requests.clone(),
+            self.requests.clone(),
         );
-        registry.register(
+        r.register(
             "request_duration_seconds",
             "Time to answer a request on the main listeners",
-            request_duration.clone(),
+            self.request_duration.clone(),
         );
-        registry.register(
+        r.register(
             "upstream_requests",
             "Exchanges with upstream identity providers by status (error/timeout when none)",
-            upstream_requests.clone(),
+            self.upstream_requests.clone(),
         );
-        registry.register(
+        r.register(
             "upstream_duration_seconds",
             "Time of one exchange with an upstream identity provider",
-            upstream_duration.clone(),
+            self.upstream_duration.clone(),
         );
-        registry.register(
+        r.register(
             "tls_handshakes",
             "TLS handshakes on the mTLS listener by result",
-            tls_handshakes.clone(),
+            self.tls_handshakes.clone(),
         );
-        registry.register(
+        r.register(
             "client_auth",
             "Client authentication decisions by client_id (unknown ids folded) and result",
-            client_auth.clone(),
+            self.client_auth.clone(),
         );
-        registry.register(
+        r.register(
             "certificate_expiry_timestamp_seconds",
             "notAfter of the server certificate, each client CA and each signing credential",
-            certificate_expiry.clone(),
+            self.certificate_expiry.clone(),
         );
-        registry.register(
+        r.register(
             "config_reloads",
             "Configuration reloads by result",
-            config_reloads.clone(),
+            self.config_reloads.clone(),
         );
-        registry.register(
+        r.register(
             "config_last_reload_success",
             "1 when the last configuration reload succeeded, 0 when it failed",
-            config_last_reload_success.clone(),
+            self.config_last_reload_success.clone(),
         );
-        registry.register(
+        r.register(
             "open_connections",
             "Open connections on the main listeners",
-            open_connections.clone(),
+            self.open_connections.clone(),
         );
-        registry.register(
-            "forwarded_certificates",
-            "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)",
-            forwarded_certificates.clone(),
-        );
-        config_last_reload_success.set(1);
-        Self {
-            registry,
-            requests,
-            request_duration,
-            upstream_requests,
-            upstream_duration,
-            tls_handshakes,
-            client_auth,
-            certificate_expiry,
-            config_reloads,
-            config_last_reload_success,
-            open_connections,
-            forwarded_certificates,
-            connections_refused,
-            upstream_answers_dropped,
-            token_cache_hits,
-            token_cache_misses,
-            token_cache_evictions,
-        }
+        r.register("forwarded_certificates", "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)", self.forwarded_certificates.clone());
     }
 
     /// Prometheus text exposition.

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "gateway/architecture.rs"]
+mod architecture;
 #[path = "gateway/assertion.rs"]
 mod assertion;
 #[path = "gateway/cli.rs"]

@@ -48,6 +48,7 @@ pub(super) struct RawServer {
     #[serde(default)]
     pub(super) crl: Vec<PathBuf>,
     pub(super) min_tls_version: Option<String>,
+    pub(super) resumption: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

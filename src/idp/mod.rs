@@ -202,28 +202,7 @@ impl Idp {
             .get("grant_type")
             .ok_or_else(|| missing("grant_type"))?;
         let client_id = form.get("client_id").ok_or_else(|| missing("client_id"))?;
-        if form.get("client_secret").is_some() {
-            return Err(AadError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
-            ));
-        }
-        let Some(assertion) = form.get("client_assertion") else {
-            return Err(AadError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-            ));
-        };
-        if form.get("client_assertion_type") != Some(ASSERTION_TYPE) {
-            return Err(bad(
-                50027,
-                "JWT token is invalid or malformed. [Reason - client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer]",
-            ));
-        }
+        let assertion = client_assertion(&form)?;
         let clients = self.clients.load();
         let Some(keys) = clients.get(client_id) else {
             return Err(AadError::new(
@@ -263,27 +242,7 @@ impl Idp {
                 "The app requested an unsupported grant type. The embedded identity provider supports client_credentials only.",
             ));
         }
-        let resource = if v1 {
-            form.get("resource")
-                .ok_or_else(|| missing("resource"))?
-                .to_string()
-        } else {
-            let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
-            let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-            match scopes.as_slice() {
-                [one] if one.ends_with("/.default") && one.len() > "/.default".len() => {
-                    one.trim_end_matches("/.default").to_string()
-                }
-                _ => {
-                    return Err(AadError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        1002012,
-                        "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
-                    ))
-                }
-            }
-        };
+        let resource = requested_resource(&form, v1)?;
         let token = self.access_token(client_id, &resource, t).map_err(|_| {
             AadError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -525,6 +484,70 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// The request's client authentication: a jwt-bearer `client_assertion`, as Entra requires of
+/// certificate credentials.
+fn client_assertion<'f>(form: &'f crate::form::Form<'_>) -> Result<&'f str, AadError> {
+    if form.get("client_secret").is_some() {
+        return Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+        ));
+    }
+    let Some(assertion) = form.get("client_assertion") else {
+        return Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ));
+    };
+    if form.get("client_assertion_type") != Some(ASSERTION_TYPE) {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            "JWT token is invalid or malformed. [Reason - client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer]",
+        ));
+    }
+    Ok(assertion)
+}
+
+/// The resource a client-credentials request asks for: v1's `resource`, or v2's single
+/// `…/.default` scope.
+fn requested_resource(form: &crate::form::Form<'_>, v1: bool) -> Result<String, AadError> {
+    let missing = |p: &str| {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{p}'."),
+        )
+    };
+    if v1 {
+        form.get("resource")
+            .map(str::to_string)
+            .ok_or_else(|| missing("resource"))
+    } else {
+        let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
+        let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+        match scopes.as_slice() {
+            [one] if one.ends_with("/.default") && one.len() > "/.default".len() => {
+                Ok(one.trim_end_matches("/.default").to_string())
+            }
+            _ => {
+                Err(AadError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    1002012,
+                    "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
+                ))
+            }
+        }
     }
 }
 

@@ -91,6 +91,12 @@ pub fn verify_assertion(
     keys: &[RegisteredKey],
     now: i64,
 ) -> Result<Verified, AadError> {
+    let claims = verify_signature(jwt, client_id, keys)?;
+    check_claims(&claims, client_id, audience, now)
+}
+
+/// The JWS's form, algorithm, key (by `x5t` / `x5t#S256`) and signature; returns the claims.
+fn verify_signature(jwt: &str, client_id: &str, keys: &[RegisteredKey]) -> Result<Value, AadError> {
     // RFC 7523 §2.2: a single JWT; compact JWS only.
     let parts: Vec<&str> = jwt.split('.').collect();
     let [h, c, s] = parts.as_slice() else {
@@ -154,7 +160,16 @@ pub fn verify_assertion(
                 "Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value.]",
             )
         })?;
+    Ok(claims)
+}
 
+/// `iss`, `sub`, `aud`, `exp`, `nbf`, lifetime and `jti`, with Entra's codes.
+fn check_claims(
+    claims: &Value,
+    client_id: &str,
+    audience: &str,
+    now: i64,
+) -> Result<Verified, AadError> {
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let number = |name: &str| claims.get(name).and_then(Value::as_i64);
     let Some(iss) = text("iss") else {

@@ -1,0 +1,251 @@
+//! Configuration generations: building one (reusing unchanged upstreams, carrying per-client
+//! state), swapping it atomically on SIGHUP or when a named file changes, and keeping the
+//! embedded identity providers' registrations in step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls_pki_types::CertificateDer;
+
+use crate::config::{Config, UpstreamKind};
+use crate::gateway::Gateway;
+use crate::idp::Idp;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::state::{ClientStates, MemoryStates};
+use crate::upstream::Upstream;
+
+/// How often the files a configuration names are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A running embedded identity provider.
+pub(crate) struct EmbeddedIdp {
+    pub(crate) addr: SocketAddr,
+    pub(crate) ca: CertificateDer<'static>,
+    pub(crate) tenant: String,
+    pub(crate) idp: Arc<Idp>,
+}
+
+/// Builds and swaps configuration generations.
+pub(crate) struct Reloader {
+    pub(crate) path: PathBuf,
+    pub(crate) state: Arc<ArcSwap<Gateway>>,
+    pub(crate) tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    pub(crate) idps: BTreeMap<String, EmbeddedIdp>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) lock: Mutex<()>,
+}
+
+impl Reloader {
+    /// A gateway generation for `config`, reusing unchanged upstreams (and their pools).
+    fn build(
+        &self,
+        config: Config,
+        previous: Option<&Gateway>,
+    ) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
+        build(config, previous, &self.idps, &self.metrics)
+    }
+
+    /// Re-reads the configuration and every file it names; swaps atomically, or keeps the
+    /// current generation and reports every problem.
+    pub(crate) fn reload(&self) -> Result<(), String> {
+        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = crate::config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let current = self.state.load_full();
+                warn_restart_only(&current.config, &config);
+                let (gateway, tls) = self.build(config, Some(&current))?;
+                for (name, embedded) in &self.idps {
+                    embedded
+                        .idp
+                        .set_registrations(registrations(&gateway.config, name))?;
+                }
+                self.metrics.set_expiry(&gateway.config);
+                self.metrics.prime(&gateway.config);
+                self.tls.store(tls);
+                self.state.store(Arc::new(gateway));
+                Ok(())
+            });
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .config_reloads
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+        self.metrics
+            .config_last_reload_success
+            .set(i64::from(result.is_ok()));
+        match &result {
+            Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
+            Err(e) => {
+                for line in e.lines().filter(|l| !l.trim().is_empty()) {
+                    tracing::error!(config = %self.path.display(), "reload failed, keeping the running configuration: {}", line.trim());
+                }
+            }
+        }
+        result
+    }
+}
+
+pub(crate) fn registrations(
+    config: &Config,
+    upstream: &str,
+) -> Vec<(String, CertificateDer<'static>)> {
+    config
+        .registry
+        .iter()
+        .filter(|r| r.upstream == upstream)
+        .map(|r| (r.client_id.clone(), r.credential.cert.clone()))
+        .collect()
+}
+
+fn warn_restart_only(old: &Config, new: &Config) {
+    let mut changed = Vec::new();
+    if old.server.listen != new.server.listen {
+        changed.push("server.listen");
+    }
+    if old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen) {
+        changed.push("admin.listen");
+    }
+    let plain = |c: &Config| c.front_proxy.as_ref().and_then(|f| f.plain_listen);
+    if plain(old) != plain(new) {
+        changed.push("front_proxy.plain_listen");
+    }
+    if old.limits.max_connections != new.limits.max_connections {
+        changed.push("limits.max_connections");
+    }
+    if old.limits.shutdown_grace != new.limits.shutdown_grace {
+        changed.push("limits.shutdown_grace");
+    }
+    for name in changed {
+        tracing::warn!(
+            key = name,
+            "this setting changes only on restart; the rest of the new configuration applies now"
+        );
+    }
+}
+
+pub(crate) fn build(
+    mut config: Config,
+    previous: Option<&Gateway>,
+    idps: &BTreeMap<String, EmbeddedIdp>,
+    metrics: &Arc<Metrics>,
+) -> Result<(Gateway, Arc<rustls::ServerConfig>), String> {
+    // Per-client state outlives generations: unchanged registrations keep theirs.
+    let states: Arc<dyn ClientStates> = match previous {
+        Some(p) => p.states.clone(),
+        None => Arc::new(MemoryStates::default()),
+    };
+    config
+        .registry
+        .adopt_states(|reg| states.adopt(&reg.client_id, reg.fingerprint, reg.state.clone()));
+    states.retain(
+        &config
+            .registry
+            .iter()
+            .map(|r| r.client_id.as_str())
+            .collect(),
+    );
+    let mut upstreams = HashMap::new();
+    for (name, spec) in &config.upstreams {
+        if let Some(old) = previous.and_then(|p| p.upstreams.get(name)) {
+            if old.spec == *spec {
+                upstreams.insert(name.clone(), old.clone());
+                continue;
+            }
+        }
+        let embedded = match &spec.kind {
+            UpstreamKind::Embedded { tenant, .. } => {
+                let running = idps.get(name).ok_or_else(|| {
+                    format!("upstreams.{name}: a new embedded identity provider needs a restart")
+                })?;
+                if !running.tenant.eq_ignore_ascii_case(tenant) {
+                    return Err(format!(
+                        "upstreams.{name}.tenant: the embedded identity provider's tenant changes only on restart"
+                    ));
+                }
+                Some((running.addr, running.ca.clone()))
+            }
+            _ => None,
+        };
+        let upstream =
+            Upstream::new(spec.clone(), embedded).map_err(|e| format!("upstreams.{name}: {e}"))?;
+        upstreams.insert(name.clone(), Arc::new(upstream));
+    }
+    let tls = crate::tls::server_config(&config.server, ca_hints(&config))
+        .map_err(|e| format!("server TLS: {e}"))?;
+    Ok((
+        Gateway {
+            generation: crate::gateway::next_generation(),
+            states,
+            config: Arc::new(config),
+            upstreams,
+            metrics: metrics.clone(),
+        },
+        tls,
+    ))
+}
+
+/// The CA names offered to clients: `client_ca`, then every pinned CA not already listed.
+fn ca_hints(config: &Config) -> Vec<rustls::DistinguishedName> {
+    let mut hints = config.server.client_trust.anchors.hints();
+    for reg in config.registry.iter() {
+        if let crate::registry::AuthMethod::Pki { pin: Some(pin), .. } = &reg.method {
+            for hint in pin.hints() {
+                if !hints.iter().any(|h| h.as_ref() == hint.as_ref()) {
+                    hints.push(hint);
+                }
+            }
+        }
+    }
+    hints
+}
+
+/// What identifies a file's content cheaply: follows symlinks, so a Kubernetes `..data` swap
+/// (a new inode behind the same path) is seen.
+pub(crate) type Fingerprint = Vec<Option<(u64, Option<std::time::SystemTime>, u64)>>;
+
+pub(crate) fn fingerprint(files: &[PathBuf]) -> Fingerprint {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f).ok().map(|m| {
+                #[cfg(unix)]
+                let inode = std::os::unix::fs::MetadataExt::ino(&m);
+                #[cfg(not(unix))]
+                let inode = 0;
+                (m.len(), m.modified().ok(), inode)
+            })
+        })
+        .collect()
+}
+
+/// Reloads when a file of the configuration changes. `seen` is the fingerprint taken when
+/// the configuration was loaded, so that a change before this task first runs is not missed.
+pub(crate) async fn watch_files(reloader: Arc<Reloader>, mut seen: Fingerprint) {
+    let mut files = reloader.state.load().config.files.clone();
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        let current = reloader.state.load().config.files.clone();
+        if current != files {
+            // A reload (SIGHUP or ours) changed the set of files.
+            files = current;
+            seen = fingerprint(&files);
+            continue;
+        }
+        let now = fingerprint(&files);
+        if now == seen {
+            continue;
+        }
+        // Let a writer finish (editors write in steps; Kubernetes swaps at once).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tracing::info!("a configured file changed; reloading");
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        files = reloader.state.load().config.files.clone();
+        seen = fingerprint(&files);
+    }
+}
