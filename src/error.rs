@@ -147,6 +147,12 @@ impl GatewayError {
         self
     }
 
+    /// A failure inside the gateway: 503 `temporarily_unavailable` to the client ("internal
+    /// error"), `reason` to the log only.
+    pub fn internal(reason: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, "internal error").with_reason(reason)
+    }
+
     /// 400 `invalid_request`.
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::InvalidRequest, description)

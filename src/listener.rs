@@ -67,7 +67,7 @@ pub struct Running {
 
 impl Running {
     /// Reloads the configuration now (what SIGHUP does).
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), crate::reload::ReloadError> {
         self.reloader.reload()
     }
 

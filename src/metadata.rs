@@ -102,7 +102,7 @@ async fn document(gw: &Gateway, upstream: &Upstream) -> Result<Bytes, GatewayErr
             }
         }
     }
-    serde_json::to_vec(&doc).map(Bytes::from).map_err(|e| {
-        GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(e.to_string())
-    })
+    serde_json::to_vec(&doc)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::internal(e.to_string()))
 }

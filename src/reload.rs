@@ -29,6 +29,17 @@ pub(crate) struct EmbeddedIdp {
     pub(crate) idp: Arc<Idp>,
 }
 
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration or a file it names has problems, each with its key.
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
+    /// The new generation could not be set up (TLS, an upstream, an embedded IdP).
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// Builds and swaps configuration generations.
 pub(crate) struct Reloader {
     pub(crate) path: PathBuf,
@@ -51,18 +62,21 @@ impl Reloader {
 
     /// Re-reads the configuration and every file it names; swaps atomically, or keeps the
     /// current generation and reports every problem.
-    pub(crate) fn reload(&self) -> Result<(), String> {
+    pub(crate) fn reload(&self) -> Result<(), ReloadError> {
         let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let result = crate::config::load(&self.path)
-            .map_err(|e| e.to_string())
+            .map_err(ReloadError::Config)
             .and_then(|config| {
                 let current = self.state.load_full();
                 warn_restart_only(&current.config, &config);
-                let (gateway, tls) = self.build(config, Some(&current))?;
+                let (gateway, tls) = self
+                    .build(config, Some(&current))
+                    .map_err(ReloadError::Setup)?;
                 for (name, embedded) in &self.idps {
                     embedded
                         .idp
-                        .set_registrations(registrations(&gateway.config, name))?;
+                        .set_registrations(registrations(&gateway.config, name))
+                        .map_err(ReloadError::Setup)?;
                 }
                 self.metrics.set_expiry(&gateway.config);
                 self.metrics.prime(&gateway.config);
@@ -80,10 +94,14 @@ impl Reloader {
             .set(i64::from(result.is_ok()));
         match &result {
             Ok(()) => tracing::info!(config = %self.path.display(), "configuration reloaded"),
-            Err(e) => {
-                for line in e.lines().filter(|l| !l.trim().is_empty()) {
-                    tracing::error!(config = %self.path.display(), "reload failed, keeping the running configuration: {}", line.trim());
+            // One event per problem, each naming its key (and file).
+            Err(ReloadError::Config(errors)) => {
+                for problem in &errors.problems {
+                    tracing::error!(config = %errors.file.display(), "reload failed, keeping the running configuration: {problem}");
                 }
+            }
+            Err(ReloadError::Setup(e)) => {
+                tracing::error!(config = %self.path.display(), "reload failed, keeping the running configuration: {e}");
             }
         }
         result

@@ -378,10 +378,9 @@ where
             if let Some(ct) = &hit.content_type {
                 response = response.header(CONTENT_TYPE, ct);
             }
-            return response.body(Full::new(hit.body_at(now))).map_err(|e| {
-                GatewayError::new(ErrorKind::Unavailable, "internal error")
-                    .with_reason(e.to_string())
-            });
+            return response
+                .body(Full::new(hit.body_at(now)))
+                .map_err(|e| GatewayError::internal(e.to_string()));
         }
         gw.metrics.token_cache_misses.inc();
         audit.cache = Some("miss");
@@ -459,18 +458,7 @@ async fn forward(
     };
     let (result, elapsed) = exchange.wait().await?;
     audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
-    let answer = result.map_err(|f| match f {
-        crate::upstream::UpstreamFailure::Timeout(_) => GatewayError::new(
-            ErrorKind::UpstreamTimeout,
-            "the identity provider did not answer in time",
-        )
-        .with_reason(f.to_string()),
-        crate::upstream::UpstreamFailure::Unavailable(_) => GatewayError::new(
-            ErrorKind::UpstreamUnavailable,
-            "the identity provider cannot be reached",
-        )
-        .with_reason(f.to_string()),
-    })?;
+    let answer = result?;
     audit.upstream_status = Some(answer.status.as_u16());
     Ok(answer)
 }
@@ -489,9 +477,7 @@ struct DropNotice {
 
 impl DropNotice {
     async fn wait(mut self) -> Result<Exchange, GatewayError> {
-        let internal = |why: String| {
-            GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(why)
-        };
+        let internal = |why: String| GatewayError::internal(why);
         let Some(task) = self.task.as_mut() else {
             return Err(internal("the upstream exchange was lost".into()));
         };
@@ -548,9 +534,9 @@ fn relay(answer: crate::upstream::UpstreamResponse) -> Result<Response<Full<Byte
     if let Some(ra) = answer.retry_after {
         response = response.header(http::header::RETRY_AFTER, ra);
     }
-    response.body(Full::new(answer.body)).map_err(|e| {
-        GatewayError::new(ErrorKind::Unavailable, "internal error").with_reason(e.to_string())
-    })
+    response
+        .body(Full::new(answer.body))
+        .map_err(|e| GatewayError::internal(e.to_string()))
 }
 
 #[cfg(test)]

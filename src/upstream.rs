@@ -307,3 +307,20 @@ pub fn authority_of(addr: SocketAddr) -> String {
     };
     format!("https://{}", SocketAddr::new(ip, addr.port()))
 }
+
+impl From<UpstreamFailure> for crate::error::GatewayError {
+    fn from(f: UpstreamFailure) -> Self {
+        use crate::error::{ErrorKind, GatewayError};
+        let (kind, description) = match f {
+            UpstreamFailure::Timeout(_) => (
+                ErrorKind::UpstreamTimeout,
+                "the identity provider did not answer in time",
+            ),
+            UpstreamFailure::Unavailable(_) => (
+                ErrorKind::UpstreamUnavailable,
+                "the identity provider cannot be reached",
+            ),
+        };
+        GatewayError::new(kind, description).with_reason(f.to_string())
+    }
+}

@@ -181,7 +181,17 @@ async fn a_reload_applies_a_new_client_and_a_broken_one_keeps_the_old_config() {
             .replace("upstream = \"dev\"", "upstream = \"gone\""),
     );
     let err = running.reload().unwrap_err();
-    assert!(err.contains("no [upstreams.gone] is defined"), "{err}");
+    // Typed: the problems of the configuration, each with its key.
+    match &err {
+        mtls_gateway::reload::ReloadError::Config(errors) => assert!(
+            errors
+                .problems
+                .iter()
+                .any(|p| p.contains(".upstream: no [upstreams.gone] is defined")),
+            "{err}"
+        ),
+        other => panic!("not a configuration error: {other}"),
+    }
     assert_eq!(h.token(Some("other"), &form(new_id)).await.status, 200);
     assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
     let (_, text) = http_get(&h.admin_url("/metrics")).await;
