@@ -24,13 +24,7 @@ async fn raw_h2(
     cert: Option<&str>,
     window: u32,
 ) -> (H2Send, tokio::task::JoinHandle<Instant>, h2::PingPong) {
-    let mut config = client_tls(cert, &[&rustls::version::TLS13]);
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = raw_tls(h.addr(), cert, b"h2").await;
     let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(window)
         .handshake::<_, Bytes>(tls)
@@ -121,15 +115,7 @@ async fn one_address_holds_at_most_max_connections_per_peer() {
     // Two connections from 127.0.0.1 held open (handshake done, nothing sent yet).
     let mut held = Vec::new();
     for _ in 0..2 {
-        let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-        let mut config = client_tls(Some("client"), &[&rustls::version::TLS13]);
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        held.push(
-            tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(ServerName::try_from("localhost").unwrap(), tcp)
-                .await
-                .unwrap(),
-        );
+        held.push(raw_tls(h.addr(), Some("client"), b"http/1.1").await);
     }
     // A third from the same address is closed at once.
     let third = tls_from(&h, "127.0.0.1").await;

@@ -131,15 +131,11 @@ async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
 /// default) and writes the head and the body separately, as many legacy HTTP stacks do;
 /// returns the time from the first byte of the request to the end of the answer.
 async fn nagle_client_request(h: &Harness, version: &str) -> (std::time::Duration, String) {
-    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    assert!(!tcp.nodelay().unwrap(), "the client must leave Nagle on");
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_tls(
-        Some("client"),
-        &[&rustls::version::TLS13],
-    )))
-    .connect(ServerName::try_from("localhost").unwrap(), tcp)
-    .await
-    .unwrap();
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
+    assert!(
+        !tls.get_ref().0.nodelay().unwrap(),
+        "the client must leave Nagle on"
+    );
     // An unregistered client_id: the whole request is read (head and body), and the answer
     // needs no signature or upstream, so only the network path is timed.
     let body = form("00000000-0000-0000-0000-00000000dead");

@@ -474,6 +474,36 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Asserts that sample `sample` of the Prometheus text `text` has `value`.
+pub fn assert_metric(text: &str, sample: &str, value: f64) {
+    assert_eq!(metric(text, sample), Some(value), "{sample} in:\n{text}");
+}
+
+/// `openssl` (Debian `openssl`), the independent peer for thumbprints and certificates: under
+/// CI a missing binary fails naming the package, elsewhere the test is skipped (`None`).
+pub fn openssl() -> Option<std::process::Command> {
+    process::tool_available("openssl", "openssl").then(|| std::process::Command::new("openssl"))
+}
+
+/// A TLS 1.3 connection to `addr` as test certificate `cert` (none: no client certificate),
+/// offering `alpn` (`b"h2"` or `b"http/1.1"`); the socket keeps its defaults (Nagle on).
+pub async fn raw_tls(
+    addr: std::net::SocketAddr,
+    cert: Option<&str>,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = client_tls(cert, &[&rustls::version::TLS13]);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
 /// A rustls client configuration trusting the test CA, presenting test certificate `cert`.
 pub fn client_tls(
     cert: Option<&str>,
