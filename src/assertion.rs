@@ -3,7 +3,6 @@
 //! The RSA key is parsed once at load and the JWT header is encoded once; a signature per
 //! request is the only per-request cryptography.
 
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, RsaKeyPair};
@@ -200,10 +199,7 @@ impl Signer {
         client_id: &str,
         aud: &str,
     ) -> Result<String, aws_lc_rs::error::Unspecified> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(crate::encoding::now_secs()).unwrap_or(0);
         self.sign_at(client_id, aud, now)
     }
 

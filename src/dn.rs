@@ -328,9 +328,8 @@ fn unescape(value: &str) -> Result<String, Unescape> {
         }
         let next = *bytes.get(i + 1).ok_or(Unescape::Bad)?;
         if next.is_ascii_hexdigit() {
-            let pair = bytes.get(i + 1..i + 3).ok_or(Unescape::Bad)?;
-            let text = std::str::from_utf8(pair).map_err(|_| Unescape::Bad)?;
-            out.push(u8::from_str_radix(text, 16).map_err(|_| Unescape::Bad)?);
+            let low = *bytes.get(i + 2).ok_or(Unescape::Bad)?;
+            out.push(crate::encoding::hex_pair(next, low).ok_or(Unescape::Bad)?);
             i += 3;
         } else if b" \"#+,;<=>\\/".contains(&next) {
             out.push(next);
@@ -344,13 +343,7 @@ fn unescape(value: &str) -> Result<String, Unescape> {
 
 /// Decodes a `#hex` value: the BER (here DER) encoding of a directory string.
 fn decode_hex_value(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 || hex.is_empty() {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<_>>()?;
+    let bytes = crate::encoding::hex_decode(hex.as_bytes())?;
     let (&tag, rest) = bytes.split_first()?;
     let (&len, content) = rest.split_first()?;
     // Short-form lengths only: a DN value longer than 127 bytes as #hex is not worth the code.

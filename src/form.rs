@@ -99,60 +99,12 @@ pub fn parse_form(body: &[u8]) -> Result<Form<'_>, GatewayError> {
     Ok(Form { pairs })
 }
 
-/// Hex digit values; 0xff for bytes that are not hex digits.
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Decodes `+` and `%XX` in one pass over `raw`: runs without either are copied whole; the
-/// output is never longer than the input, so it is written in place of a pre-sized buffer.
+/// Decodes `+` and `%XX`, then checks UTF-8.
 fn decode_component(raw: &[u8]) -> Result<String, GatewayError> {
-    let bad_escape =
-        || GatewayError::invalid_request("the form body has a malformed percent-escape");
-    let mut out = vec![0u8; raw.len()];
-    let (mut i, mut o) = (0, 0);
-    while let Some(at) = memchr::memchr2(b'%', b'+', &raw[i..]) {
-        out[o..o + at].copy_from_slice(&raw[i..i + at]);
-        i += at;
-        o += at;
-        // Escapes often come in runs: decode them without searching again.
-        while i < raw.len() {
-            let b = raw[i];
-            if b == b'+' {
-                out[o] = b' ';
-                i += 1;
-            } else if b == b'%' {
-                if i + 2 >= raw.len() {
-                    return Err(bad_escape());
-                }
-                let (h, l) = (HEX[usize::from(raw[i + 1])], HEX[usize::from(raw[i + 2])]);
-                if (h | l) & 0xf0 != 0 {
-                    return Err(bad_escape());
-                }
-                out[o] = h << 4 | l;
-                i += 3;
-            } else {
-                break;
-            }
-            o += 1;
-        }
-    }
-    let tail = raw.len() - i;
-    out[o..o + tail].copy_from_slice(&raw[i..]);
-    out.truncate(o + tail);
-    String::from_utf8(out)
+    let decoded = crate::encoding::percent_decode(raw, true).ok_or_else(|| {
+        GatewayError::invalid_request("the form body has a malformed percent-escape")
+    })?;
+    String::from_utf8(decoded)
         .map_err(|_| GatewayError::invalid_request("the form body is not valid UTF-8"))
 }
 

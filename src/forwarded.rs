@@ -186,19 +186,7 @@ fn sf_binary(item: &str) -> Option<CertificateDer<'static>> {
 
 /// Percent-decoding (no `+` for space: these are PEM bodies, where `+` is base64).
 fn url_decode(s: &str) -> Option<String> {
-    let decoded = percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
-    // A '%' not followed by two hex digits is kept verbatim by percent_decode: refuse it.
-    let bytes = s.as_bytes();
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'%'
-            && !bytes
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-        {
-            return None;
-        }
-    }
-    String::from_utf8(decoded).ok()
+    String::from_utf8(crate::encoding::percent_decode(s.as_bytes(), false)?).ok()
 }
 
 fn pem_chain(pem: &str) -> Option<Chain> {

@@ -3,7 +3,6 @@
 //! cache of that verdict. Pure PKI: no sockets, no TLS.
 
 use std::sync::{Mutex, OnceLock};
-use std::time::SystemTime;
 
 use rustls::DistinguishedName;
 use rustls_pki_types::{
@@ -74,13 +73,7 @@ fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
     })
 }
 
-/// Seconds since the epoch.
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::encoding::now_secs;
 
 fn unix_time(secs: i64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(

@@ -306,10 +306,7 @@ pub fn parse_thumbprint(t: &str) -> Option<[u8; 32]> {
     use base64::Engine as _;
     let t = t.trim();
     let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..64)
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()?
+        crate::encoding::hex_decode(t.as_bytes())?
     } else {
         URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?
     };
