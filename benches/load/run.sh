@@ -59,7 +59,10 @@ client_ca = ["pki/ca.pem"]
 
 [limits]
 header_read_timeout = "120s"
+idle_timeout = "120s"
 max_connections = 20000
+# All load comes from one address here.
+max_connections_per_peer = 20000
 
 $1
 ca = ["pki/ca.pem"]
