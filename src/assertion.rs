@@ -3,7 +3,6 @@
 //! The RSA key is parsed once at load and the JWT header is encoded once; a signature per
 //! request is the only per-request cryptography.
 
-
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

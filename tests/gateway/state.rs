@@ -5,23 +5,23 @@
 use crate::support::upstream::{ok_answer, FakeUpstream};
 use crate::support::*;
 
-fn cached_client() -> String {
-    pki_client(
-        PKI_CLIENT,
-        &format!("tls_client_auth_subject_dn = \"{PKI_DN}\"\ncache_tokens = true"),
-    )
-}
-
-#[tokio::test]
-async fn a_cached_token_survives_a_reload_that_changed_nothing() {
+/// A gateway whose one client caches tokens from a scripted upstream, after one request
+/// that reached the upstream.
+async fn cached_gateway() -> (Harness, FakeUpstream) {
     let upstream = FakeUpstream::start(ok_answer()).await;
     let h = Setup::new()
         .upstream(&upstream.config("5s"))
-        .only_clients(&cached_client())
+        .only_clients(&pki_client_with("cache_tokens = true"))
         .start()
         .await;
     assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
     assert_eq!(upstream.forms().len(), 1);
+    (h, upstream)
+}
+
+#[tokio::test]
+async fn a_cached_token_survives_a_reload_that_changed_nothing() {
+    let (h, upstream) = cached_gateway().await;
     h.running.as_ref().unwrap().reload().unwrap();
     assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
     assert_eq!(
@@ -34,13 +34,7 @@ async fn a_cached_token_survives_a_reload_that_changed_nothing() {
 
 #[tokio::test]
 async fn a_reload_that_changes_the_credential_starts_the_cache_afresh() {
-    let upstream = FakeUpstream::start(ok_answer()).await;
-    let h = Setup::new()
-        .upstream(&upstream.config("5s"))
-        .only_clients(&cached_client())
-        .start()
-        .await;
-    assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
+    let (h, upstream) = cached_gateway().await;
     let toml = h
         .setup
         .toml()

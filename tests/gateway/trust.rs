@@ -139,10 +139,7 @@ async fn removing_the_ca_by_reload_refuses_an_open_connection() {
 }
 
 fn pinned_client(pin: &str) -> String {
-    pki_client(
-        PKI_CLIENT,
-        &format!("tls_client_auth_subject_dn = \"{PKI_DN}\"\ntls_client_auth_ca = \"{pin}\""),
-    )
+    pki_client_with(&format!("tls_client_auth_ca = \"{pin}\""))
 }
 
 #[tokio::test]
@@ -475,10 +472,7 @@ async fn a_teletex_cn_holding_utf16_of_a_registered_name_does_not_match() {
 }
 
 fn scoped_client(scopes: &str) -> String {
-    pki_client(
-        PKI_CLIENT,
-        &format!("tls_client_auth_subject_dn = \"{PKI_DN}\"\nscopes = [{scopes}]"),
-    )
+    pki_client_with(&format!("scopes = [{scopes}]"))
 }
 
 #[tokio::test]

@@ -242,6 +242,14 @@ token_endpoint_auth_method = "tls_client_auth"
     )
 }
 
+/// The PKI client (registered by subject DN) with `extra` keys added to its registration.
+pub fn pki_client_with(extra: &str) -> String {
+    pki_client(
+        PKI_CLIENT,
+        &format!("tls_client_auth_subject_dn = \"{PKI_DN}\"\n{extra}"),
+    )
+}
+
 /// A gateway configuration, built up by tests.
 pub struct Setup {
     pub dir: TestDir,
