@@ -191,13 +191,39 @@ impl UpstreamKind {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/// One problem of a configuration: the key it concerns (`server.cert`, `clients[2].upstream`,
+/// or `toml` / `file` for the file as a whole) and what is wrong, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl ConfigError {
+    /// A problem of `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// All problems found in a configuration, each with file and key.
 #[derive(Debug, Clone)]
 pub struct ConfigErrors {
     /// The file.
     pub file: PathBuf,
-    /// One line per problem.
-    pub problems: Vec<String>,
+    /// Every problem, in the order found.
+    pub problems: Vec<ConfigError>,
 }
 
 impl std::fmt::Display for ConfigErrors {
@@ -260,8 +286,12 @@ pub fn load_with(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         file: path.to_path_buf(),
         problems,
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(vec![format!("cannot read the file: {e}")]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(vec![ConfigError::new(
+            "file",
+            format!("cannot read the file: {e}"),
+        )])
+    })?;
     load_str(&text, path, env)
 }
 
@@ -272,7 +302,8 @@ pub fn load_str(text: &str, path: &Path, env: &dyn Env) -> Result<Config, Config
         file: path.to_path_buf(),
         problems,
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![toml_error(&e)]))?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| fail(vec![ConfigError::new("toml", toml_error(&e))]))?;
     let mut cx = Cx {
         base: base_dir(path),
         problems: Vec::new(),

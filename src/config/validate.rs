@@ -5,14 +5,14 @@ use super::*;
 
 pub(super) struct Cx {
     pub(super) base: PathBuf,
-    pub(super) problems: Vec<String>,
+    pub(super) problems: Vec<ConfigError>,
     pub(super) warnings: Vec<String>,
     pub(super) files: Vec<PathBuf>,
 }
 
 impl Cx {
     pub(super) fn problem(&mut self, key: &str, msg: impl std::fmt::Display) {
-        self.problems.push(format!("{key}: {msg}"));
+        self.problems.push(ConfigError::new(key, msg.to_string()));
     }
 
     pub(super) fn path(&self, p: &Path) -> PathBuf {
@@ -421,8 +421,10 @@ impl Cx {
         }
         let mut misplaced = |field: &str, present: bool, kind: &str| {
             if present {
-                self.problems
-                    .push(format!("{key}.{field}: not a key of type = \"{kind}\""));
+                self.problems.push(ConfigError::new(
+                    format!("{key}.{field}"),
+                    format!("not a key of type = \"{kind}\""),
+                ));
             }
         };
         let kind = match u.kind.as_str() {

@@ -183,13 +183,13 @@ async fn a_reload_applies_a_new_client_and_a_broken_one_keeps_the_old_config() {
     let err = running.reload().unwrap_err();
     // Typed: the problems of the configuration, each with its key.
     match &err {
-        mtls_gateway::reload::ReloadError::Config(errors) => assert!(
-            errors
-                .problems
-                .iter()
-                .any(|p| p.contains(".upstream: no [upstreams.gone] is defined")),
-            "{err}"
-        ),
+        mtls_gateway::reload::ReloadError::Config(errors) => {
+            assert!(
+                errors.problems.iter().any(|p| p.key.ends_with(".upstream")
+                    && p.message == "no [upstreams.gone] is defined"),
+                "{err}"
+            )
+        }
         other => panic!("not a configuration error: {other}"),
     }
     assert_eq!(h.token(Some("other"), &form(new_id)).await.status, 200);
