@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -75,15 +75,7 @@ pub async fn serve(
                         })
                     }
                 });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(head_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(8);
+            let builder = crate::net::http_server(head_timeout, 8);
             let io = crate::net::FirstByteDeadline::new(tcp, head_timeout);
             // A connection that never finishes is cut after a minute: probes and scrapes are quick.
             let _ = tokio::time::timeout(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -410,19 +410,13 @@ const MAX_STREAMS: u32 = 32;
 fn http_builder(
     limits: &crate::config::Limits,
 ) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(64 * 1024);
+    let mut builder = crate::net::http_server(limits.header_read_timeout, MAX_STREAMS);
+    builder.http1().max_buf_size(64 * 1024);
     // Request bodies buffered per connection stay within 4 × max_body_bytes: the connection
     // window bounds what a client may send before the gateway reads it.
     let window = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(65_535);
     builder
         .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(32 * 1024)
         .initial_stream_window_size(window(limits.max_body_bytes))
         .initial_connection_window_size(window(limits.max_body_bytes.saturating_mul(4)))

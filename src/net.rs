@@ -328,3 +328,23 @@ impl hyper::body::Body for TrackedBody {
         self.inner.size_hint()
     }
 }
+
+/// The HTTP/1.1 + HTTP/2 server every listener starts from (main, admin, embedded IdP): tokio
+/// timers, the whole request head within `head_timeout`, and `max_streams` concurrent HTTP/2
+/// streams. Listeners add their own bounds.
+pub fn http_server(
+    head_timeout: Duration,
+    max_streams: u32,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(max_streams);
+    builder
+}
