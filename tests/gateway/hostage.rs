@@ -262,7 +262,7 @@ async fn a_3_mb_body_over_http2_gets_its_413() {
 
 #[test]
 fn sigterm_with_a_shutdown_delay_turns_not_ready_at_once_and_keeps_serving() {
-    let setup = Setup::new().limits("shutdown_delay = \"2s\"");
+    let setup = Setup::new().limits("shutdown_delay = \"3s\"");
     let path = setup.write();
     let mut served = Served::start(&path);
     let addr = served.addr("mTLS listener ready");
@@ -300,7 +300,7 @@ fn sigterm_with_a_shutdown_delay_turns_not_ready_at_once_and_keeps_serving() {
         let fresh = client_for(Some("client"), false);
         let answer = fresh.post_form(&url, &form(PKI_CLIENT)).await.unwrap();
         assert_eq!(answer.status, 200);
-        assert!(signalled.elapsed() < Duration::from_secs(2));
+        assert!(signalled.elapsed() < Duration::from_secs(3));
     });
     let status = served.wait_exit();
     assert!(status.success(), "{status:?}");
