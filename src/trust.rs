@@ -63,6 +63,18 @@ impl From<webpki::Error> for TrustError {
     }
 }
 
+/// Why trust could not be set up from configured files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustSetupError {
+    /// A configured CA certificate is not usable as a trust anchor.
+    #[error("a CA certificate cannot be used as a trust anchor: {0}")]
+    Anchor(String),
+    /// A configured CRL does not parse.
+    #[error("a CRL cannot be parsed: {0}")]
+    Crl(String),
+}
+
 /// The signature algorithms chains are verified with, built once.
 fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
     static ALGS: OnceLock<&'static [&'static dyn SignatureVerificationAlgorithm]> = OnceLock::new();
@@ -100,15 +112,13 @@ pub struct Anchors {
 
 impl Anchors {
     /// Anchors from CA certificates.
-    pub fn new(certs: Vec<CertificateDer<'static>>) -> Result<Self, String> {
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> Result<Self, TrustSetupError> {
         let anchors = certs
             .iter()
             .map(|c| {
                 webpki::anchor_from_trusted_cert(c)
                     .map(|a| a.to_owned())
-                    .map_err(|e| {
-                        format!("a CA certificate cannot be used as a trust anchor: {e:?}")
-                    })
+                    .map_err(|e| TrustSetupError::Anchor(format!("{e:?}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let earliest_expiry = certs.iter().map(|c| not_after(c)).min().unwrap_or(i64::MAX);
@@ -146,7 +156,7 @@ impl ClientTrust {
         ca_certs: Vec<CertificateDer<'static>>,
         intermediates: Vec<CertificateDer<'static>>,
         crls: Vec<CertificateRevocationListDer<'static>>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TrustSetupError> {
         let anchors = Anchors::new(ca_certs)?;
         let mut earliest_change = intermediates
             .iter()
@@ -156,7 +166,7 @@ impl ClientTrust {
         let mut parsed = Vec::with_capacity(crls.len());
         for crl in &crls {
             let owned = OwnedCertRevocationList::from_der(crl.as_ref())
-                .map_err(|e| format!("a CRL cannot be parsed: {e:?}"))?;
+                .map_err(|e| TrustSetupError::Crl(format!("{e:?}")))?;
             parsed.push(CertRevocationList::from(owned));
             if let Some(next) = crl_facts(crl.as_ref()).and_then(|f| f.next_update) {
                 earliest_change = earliest_change.min(next);
