@@ -449,7 +449,15 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0_with_json_logs() {
             .post_form(&url, &form(PKI_CLIENT))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once the request is in flight: the upstream has received it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.forms().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     served.signal("TERM");
     let answer = slow.await.unwrap().unwrap();
     assert_eq!(answer.status, 200, "the in-flight request finished");
