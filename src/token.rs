@@ -9,7 +9,6 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 
-use crate::assertion::ASSERTION_TYPE;
 use crate::error::{ErrorKind, GatewayError};
 use crate::form::{parse_form, printable, Form};
 use crate::gateway::{Gateway, Presented};
@@ -270,6 +269,10 @@ fn authorize(
     Ok(())
 }
 
+/// [`crate::assertion::ASSERTION_TYPE`] form-encoded, written once rather than encoded per request.
+const ASSERTION_TYPE_ENCODED: &str =
+    "urn%3Aietf%3Aparams%3Aoauth%3Aclient%2Dassertion%2Dtype%3Ajwt%2Dbearer";
+
 /// Step 10: the forwarded form: every non-empty parameter as sent, plus the assertion.
 fn forward_form(form: &Form<'_>, assertion: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(
@@ -288,11 +291,7 @@ fn forward_form(form: &Form<'_>, assertion: &str) -> Bytes {
         out.put_u8(b'&');
     }
     out.put_slice(b"client_assertion_type=");
-    out.put_slice(
-        percent_encoding::utf8_percent_encode(ASSERTION_TYPE, percent_encoding::NON_ALPHANUMERIC)
-            .to_string()
-            .as_bytes(),
-    );
+    out.put_slice(ASSERTION_TYPE_ENCODED.as_bytes());
     // A compact JWS is base64url and '.': nothing to escape.
     out.put_slice(b"&client_assertion=");
     out.put_slice(assertion.as_bytes());
@@ -542,6 +541,19 @@ fn relay(answer: crate::upstream::UpstreamResponse) -> Result<Response<Full<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assertion::ASSERTION_TYPE;
+
+    #[test]
+    fn the_encoded_assertion_type_is_the_assertion_type() {
+        assert_eq!(
+            percent_encoding::utf8_percent_encode(
+                ASSERTION_TYPE,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+            .to_string(),
+            ASSERTION_TYPE_ENCODED
+        );
+    }
 
     #[test]
     fn forwarded_form_keeps_parameters_as_sent_and_drops_empty_ones() {

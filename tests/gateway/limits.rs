@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
-use crate::token::raw_tls;
 
 #[tokio::test]
 async fn a_burst_over_the_rate_limit_gets_429_while_other_clients_keep_working() {
@@ -94,7 +93,7 @@ async fn a_slowloris_head_is_cut_within_header_read_timeout_plus_a_second() {
         .limits("header_read_timeout = \"1s\"")
         .start()
         .await;
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     let started = Instant::now();
     tls.write_all(b"POST /token HTTP/1.1\r\nhost: localhost\r\n")
         .await
@@ -133,14 +132,14 @@ async fn an_idle_connection_after_the_handshake_is_closed_too() {
         .limits("header_read_timeout = \"500ms\"")
         .start()
         .await;
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     let started = Instant::now();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     assert!(started.elapsed() < Duration::from_millis(1500));
     // And an HTTP/1.1 keep-alive connection idle after a request.
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     let body = form(PKI_CLIENT);
     tls.write_all(format!("POST /token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 16384];
@@ -172,7 +171,7 @@ async fn a_body_slower_than_request_timeout_gets_408() {
         .limits("request_timeout = \"500ms\"")
         .start()
         .await;
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     tls.write_all(b"POST /token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\ngrant_type=").await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
@@ -185,7 +184,7 @@ async fn a_body_slower_than_request_timeout_gets_408() {
 #[tokio::test]
 async fn an_oversized_head_is_refused_without_harm() {
     let h = Setup::new().start().await;
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     let big = format!(
         "POST /token HTTP/1.1\r\nhost: localhost\r\nx-filler: {}\r\n\r\n",
         "a".repeat(200_000)
@@ -206,8 +205,8 @@ async fn an_oversized_head_is_refused_without_harm() {
 #[tokio::test]
 async fn connections_beyond_max_connections_wait_unaccepted() {
     let h = Setup::new().limits("max_connections = 2").start().await;
-    let first = raw_tls(&h, Some("client")).await;
-    let _second = raw_tls(&h, Some("client")).await;
+    let first = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
+    let _second = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     // A third connection completes TCP (kernel backlog) but is not served while both slots are taken.
     let h_url = h.url("/token");
     let waiting = tokio::spawn(async move {

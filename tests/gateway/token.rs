@@ -164,7 +164,7 @@ async fn a_declared_oversized_body_gets_413() {
 async fn a_streamed_body_over_the_limit_gets_413() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = Setup::new().limits("max_body_bytes = 2048").start().await;
-    let mut tls = raw_tls(&h, Some("client")).await;
+    let mut tls = raw_tls(h.addr(), Some("client"), b"http/1.1").await;
     let mut req = String::from("POST /token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\n");
     for _ in 0..10 {
         req.push_str(&format!("400\r\n{}\r\n", "a".repeat(0x400)));
@@ -398,21 +398,4 @@ async fn an_upstream_error_is_passed_through_unchanged() {
     assert!(body["trace_id"].is_string() && body["correlation_id"].is_string());
     assert_eq!(answer.header("cache-control"), Some("no-store"));
     h.stop().await;
-}
-
-/// A raw TLS connection to the gateway, for requests the HTTP client will not send.
-pub async fn raw_tls(
-    h: &Harness,
-    cert: Option<&str>,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let config = client_tls(cert, rustls::DEFAULT_VERSIONS);
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
-    connector
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
 }
