@@ -80,6 +80,15 @@ impl Reloader {
                 }
                 self.metrics.set_expiry(&gateway.config);
                 self.metrics.prime(&gateway.config);
+                // Only once the new generation serves: a refused reload keeps every state.
+                gateway.states.retain(
+                    &gateway
+                        .config
+                        .registry
+                        .iter()
+                        .map(|r| r.client_id.as_str())
+                        .collect(),
+                );
                 self.tls.store(tls);
                 self.state.store(Arc::new(gateway));
                 Ok(())
@@ -160,13 +169,6 @@ pub(crate) fn build(
     config
         .registry
         .adopt_states(|reg| states.adopt(&reg.client_id, reg.fingerprint, reg.state.clone()));
-    states.retain(
-        &config
-            .registry
-            .iter()
-            .map(|r| r.client_id.as_str())
-            .collect(),
-    );
     let mut upstreams = HashMap::new();
     for (name, spec) in &config.upstreams {
         if let Some(old) = previous.and_then(|p| p.upstreams.get(name)) {
