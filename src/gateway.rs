@@ -24,6 +24,8 @@ pub struct Gateway {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Metrics (shared by every generation).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Binding records (shared by every generation; the store is chosen at start).
+    pub bindings: Arc<crate::binding::Bindings>,
 }
 
 /// A fresh generation number.
@@ -42,6 +44,9 @@ pub struct ConnInfo {
     pub peer_addr: SocketAddr,
     /// The handshake certificate: `None` when the client sent none (always on plain HTTP).
     pub peer_cert: Presented,
-    /// Whether the connection arrived on `front_proxy.plain_listen`.
+    /// Whether the connection arrived on a plain-HTTP listener (`front_proxy.plain_listen`,
+    /// or `[authz]`).
     pub plain: bool,
+    /// Whether the connection arrived on the `[authz]` decision listener.
+    pub authz: bool,
 }

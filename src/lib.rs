@@ -28,6 +28,8 @@
 
 pub mod admin;
 pub mod assertion;
+pub mod authz;
+pub mod binding;
 pub mod cache;
 pub mod client;
 pub mod commands;
@@ -42,6 +44,8 @@ pub mod fuzzing;
 pub mod gateway;
 pub mod identity;
 pub mod idp;
+pub mod introspect;
+pub mod jwt;
 pub mod keys;
 pub mod listener;
 pub mod metadata;

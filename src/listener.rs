@@ -50,6 +50,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The plain listener's bound address (`front_proxy.plain_listen`).
     pub plain_addr: Option<SocketAddr>,
+    /// The decision listener's bound address (`[authz] listen`).
+    pub authz_addr: Option<SocketAddr>,
     /// Bound addresses of embedded identity providers, by upstream name.
     pub idp_addrs: BTreeMap<String, SocketAddr>,
     /// TLS trust anchors of embedded identity providers, by upstream name.
@@ -165,6 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin = config.admin.as_ref().map(|a| a.listen);
     let admin_head_timeout = config.limits.header_read_timeout;
     let plain_listen = config.front_proxy.as_ref().and_then(|f| f.plain_listen);
+    let authz_listen = config.authz.as_ref().map(|a| a.listen);
     let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
     let (listener, addr) = bind(listen).await?;
     let (plain, plain_addr) = match plain_listen {
@@ -173,6 +176,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let (l, bound) = bind(addr).await?;
             tracing::info!(addr = %bound, "plain listener for trusted proxies ready");
             (Some(l), Some(bound))
+        }
+    };
+    let authz = match authz_listen {
+        None => None,
+        Some(addr) => {
+            let (l, bound) = bind(addr).await?;
+            tracing::info!(addr = %bound, "authz decision listener ready");
+            Some((l, bound))
         }
     };
     let ready = Arc::new(AtomicBool::new(false));
@@ -200,6 +211,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         lock: Mutex::new(()),
     });
     others.push(tokio::spawn(watch_files(reloader.clone(), seen)));
+    let authz_addr = authz.as_ref().map(|(_, a)| *a);
+    if let Some((l, _)) = authz {
+        others.push(tokio::spawn(authz_loop(
+            l,
+            reloader.state.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     let main = tokio::spawn(accept_loop(
         listener,
         plain,
@@ -213,6 +232,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr,
         admin_addr,
         plain_addr,
+        authz_addr,
         idp_addrs,
         idp_cas,
         metrics,
@@ -304,6 +324,47 @@ async fn accept_loop(
     }
 }
 
+/// Connections the decision listener serves at once; more wait unaccepted.
+pub const AUTHZ_MAX_CONNECTIONS: usize = 1024;
+
+/// The `[authz]` decision listener: plain HTTP from the proxies in front of resource servers,
+/// bounded like the main listeners (first-byte and head deadlines, the idle and stall
+/// watchdog, a connection cap). Peers outside `authz.trusted_peers` get 403 per request.
+async fn authz_loop(
+    listener: TcpListener,
+    state: Arc<ArcSwap<Gateway>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(AUTHZ_MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let (tcp, peer_addr) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "authz accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let watcher = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let limits = state.load().config.limits.clone();
+            let conn = ConnInfo {
+                peer_addr,
+                peer_cert: None,
+                plain: true,
+                authz: true,
+            };
+            let io = FirstByteDeadline::new(QuickAck::new(tcp), limits.header_read_timeout);
+            serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
+        });
+    }
+}
+
 /// Open connections per source address.
 #[derive(Debug, Default)]
 struct PeerCounts(Mutex<HashMap<std::net::IpAddr, usize>>);
@@ -362,6 +423,7 @@ async fn serve_connection(
             peer_addr,
             peer_cert: None,
             plain: true,
+            authz: false,
         };
         let io = FirstByteDeadline::new(tcp, limits.header_read_timeout);
         return serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;
@@ -398,6 +460,7 @@ async fn serve_connection(
         peer_addr,
         peer_cert,
         plain: false,
+        authz: false,
     };
     let io = FirstByteDeadline::new(stream, limits.header_read_timeout);
     serve_http(TokioIo::new(io), conn, state, &limits, watcher).await;

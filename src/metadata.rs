@@ -86,8 +86,28 @@ async fn document(gw: &Gateway, upstream: &Upstream) -> Result<Bytes, GatewayErr
     if !aliases.is_object() {
         *aliases = Value::Object(Default::default());
     }
+    let introspection = gw
+        .config
+        .introspection
+        .as_ref()
+        .map(|_| format!("{public}/introspect"));
     if let Some(a) = aliases.as_object_mut() {
         a.insert("token_endpoint".into(), Value::String(token_endpoint));
+        if let Some(url) = &introspection {
+            a.insert("introspection_endpoint".into(), Value::String(url.clone()));
+        }
+    }
+    if let Some(url) = introspection {
+        object.insert("introspection_endpoint".into(), Value::String(url));
+    }
+    // RFC 8705 §3.4: advertised only when the gateway binds tokens itself (Entra does not).
+    if gw.config.binding.is_some() {
+        object.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            Value::Bool(true),
+        );
+    } else {
+        object.remove("tls_client_certificate_bound_access_tokens");
     }
     let methods = object
         .entry("token_endpoint_auth_methods_supported")

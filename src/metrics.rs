@@ -111,7 +111,32 @@ pub struct Metrics {
     pub token_cache_misses: Counter,
     /// `token_cache_evictions_total`.
     pub token_cache_evictions: Counter,
+    /// `binding_records_written_total{result}` (success, failure).
+    pub binding_records_written: Family<ResultLabels, Counter>,
+    /// `binding_records_evicted_total`: records dropped to stay within `max_records`.
+    pub binding_records_evicted: Counter,
+    /// `binding_records`: records held by the memory store.
+    pub binding_records: Gauge,
+    /// `binding_checks_total{result}`.
+    pub binding_checks: Family<ResultLabels, Counter>,
+    /// `introspection_requests_total{result}`.
+    pub introspection_requests: Family<ResultLabels, Counter>,
 }
+
+/// `binding_checks_total` result labels (SPEC §10).
+pub const BINDING_CHECK_RESULTS: [&str; 7] = [
+    "allow",
+    "no_token",
+    "no_certificate",
+    "unknown_token",
+    "expired",
+    "mismatch",
+    "store_error",
+];
+
+/// `introspection_requests_total` result labels.
+pub const INTROSPECTION_RESULTS: [&str; 4] =
+    ["active", "inactive", "unauthorized", "invalid_request"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +171,11 @@ impl Metrics {
             upstream_answers_dropped: Counter::default(),
             token_cache_misses: Counter::default(),
             token_cache_evictions: Counter::default(),
+            binding_records_written: Family::<ResultLabels, Counter>::default(),
+            binding_records_evicted: Counter::default(),
+            binding_records: Gauge::default(),
+            binding_checks: Family::<ResultLabels, Counter>::default(),
+            introspection_requests: Family::<ResultLabels, Counter>::default(),
         };
         metrics.register();
         metrics.config_last_reload_success.set(1);
@@ -226,6 +256,31 @@ impl Metrics {
             "Open connections on the main listeners",
             self.open_connections.clone(),
         );
+        r.register(
+            "binding_records_written",
+            "Binding records written at token issuance, by result (failure: the client got 503 and no token)",
+            self.binding_records_written.clone(),
+        );
+        r.register(
+            "binding_records_evicted",
+            "Binding records dropped, least recently issued first, to stay within binding.max_records",
+            self.binding_records_evicted.clone(),
+        );
+        r.register(
+            "binding_records",
+            "Binding records held by the memory store",
+            self.binding_records.clone(),
+        );
+        r.register(
+            "binding_checks",
+            "Decisions on bound tokens ([authz]) by result",
+            self.binding_checks.clone(),
+        );
+        r.register(
+            "introspection_requests",
+            "POST /introspect requests by result",
+            self.introspection_requests.clone(),
+        );
         r.register("forwarded_certificates", "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)", self.forwarded_certificates.clone());
     }
 
@@ -252,6 +307,27 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one binding decision.
+    pub fn binding_check(&self, result: &'static str) {
+        self.binding_checks
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts one binding record write.
+    pub fn binding_written(&self, result: &'static str) {
+        self.binding_records_written
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Counts one introspection request.
+    pub fn introspection(&self, result: &'static str) {
+        self.introspection_requests
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
     /// Counts one client authentication decision.
     pub fn client_auth(&self, client_id: Option<&str>, result: &'static str) {
         let client_id = client_id.unwrap_or("unknown").to_string();
@@ -274,6 +350,19 @@ impl Metrics {
             let _ = self
                 .connections_refused
                 .get_or_create(&ReasonLabels { reason });
+        }
+        for result in ["success", "failure"] {
+            let _ = self
+                .binding_records_written
+                .get_or_create(&ResultLabels { result });
+        }
+        for result in BINDING_CHECK_RESULTS {
+            let _ = self.binding_checks.get_or_create(&ResultLabels { result });
+        }
+        for result in INTROSPECTION_RESULTS {
+            let _ = self
+                .introspection_requests
+                .get_or_create(&ResultLabels { result });
         }
         let _ = self.requests.get_or_create(&RequestLabels {
             route: "token",

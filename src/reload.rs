@@ -141,6 +141,10 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if plain(old) != plain(new) {
         changed.push("front_proxy.plain_listen");
     }
+    let authz = |c: &Config| c.authz.as_ref().map(|a| a.listen);
+    if authz(old) != authz(new) {
+        changed.push("authz.listen");
+    }
     if old.limits.max_connections != new.limits.max_connections {
         changed.push("limits.max_connections");
     }
@@ -165,6 +169,20 @@ pub(crate) fn build(
     let states: Arc<dyn ClientStates> = match previous {
         Some(p) => p.states.clone(),
         None => Arc::new(MemoryStates::default()),
+    };
+    // So are binding records: a reload applies only the new bound.
+    let max_records = config
+        .binding
+        .as_ref()
+        .map_or(crate::config::DEFAULT_MAX_RECORDS, |b| b.max_records);
+    let bindings = match previous {
+        Some(p) => {
+            p.bindings.set_max_records(max_records);
+            p.bindings.clone()
+        }
+        None => Arc::new(crate::binding::Bindings::Memory(
+            crate::binding::MemoryBindings::new(max_records),
+        )),
     };
     config
         .registry
@@ -204,6 +222,7 @@ pub(crate) fn build(
             config: Arc::new(config),
             upstreams,
             metrics: metrics.clone(),
+            bindings,
         },
         tls,
     ))

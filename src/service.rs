@@ -88,6 +88,7 @@ fn forwarded<B>(
 
 enum Route<'a> {
     Token(TokenRoute, Option<&'a str>),
+    Introspect,
     Metadata(Option<&'a str>),
     NotFound,
 }
@@ -95,6 +96,7 @@ enum Route<'a> {
 fn route(path: &str) -> Route<'_> {
     match path {
         "/token" => return Route::Token(TokenRoute::Default, None),
+        "/introspect" => return Route::Introspect,
         "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
             return Route::Metadata(None)
         }
@@ -149,6 +151,9 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if conn.authz {
+        return crate::authz::handle(gw, conn, req).await;
+    }
     let started = Instant::now();
     let id = request_id(&req);
     let path = req.uri().path().to_string();
@@ -160,42 +165,25 @@ where
             );
             let label = match route(&path) {
                 Route::Token(..) => "token",
+                Route::Introspect => "introspection",
                 Route::Metadata(_) => "metadata",
                 Route::NotFound => "other",
             };
             (error_response(&e, ""), label, e.kind.outcome())
         }
         Route::Token(which, tenant) => {
-            let mut audit = Audit::default();
-            let presented = match forwarded(&gw, &conn, &req) {
-                Some(read) => {
-                    audit.forwarded = true;
-                    read
-                }
-                None => Ok(conn.peer_cert.clone()),
-            };
-            let result = token::handle(&gw, presented, which, tenant, req, &mut audit).await;
-            let (response, outcome, reason) = match result {
-                Ok(r) => {
-                    let outcome = if r.status().is_success() {
-                        "success"
-                    } else {
-                        "upstream_error"
-                    };
-                    (r, outcome, None)
-                }
-                Err(e) => (error_response(&e, "POST"), e.kind.outcome(), Some(e)),
-            };
-            log_audit(
-                &id,
-                &conn,
-                &audit,
-                outcome,
-                reason.as_ref(),
-                response.status().as_u16(),
-                started,
-            );
+            let (response, outcome) =
+                token_route(&gw, &conn, req, which, tenant, &id, started).await;
             (response, "token", outcome)
+        }
+        Route::Introspect => {
+            let (mut response, outcome) = match crate::introspect::handle(&gw, &conn, req).await {
+                Ok((r, _)) => (r, "success"),
+                Err(e) => (error_response(&e, "POST"), e.kind.outcome()),
+            };
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (response, "introspection", outcome)
         }
         Route::Metadata(tenant) => {
             let (response, outcome) =
@@ -232,6 +220,52 @@ where
     response
 }
 
+/// A token request: the certificate it presents, the SPEC §4 checks, the audit event.
+async fn token_route<B>(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    req: Request<B>,
+    which: TokenRoute,
+    tenant: Option<&str>,
+    id: &str,
+    started: Instant,
+) -> (Response<Full<Bytes>>, &'static str)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut audit = Audit::default();
+    let presented = match forwarded(gw, conn, &req) {
+        Some(read) => {
+            audit.forwarded = true;
+            read
+        }
+        None => Ok(conn.peer_cert.clone()),
+    };
+    let result = token::handle(gw, presented, which, tenant, req, &mut audit).await;
+    let (response, outcome, reason) = match result {
+        Ok(r) => {
+            let outcome = if r.status().is_success() {
+                "success"
+            } else {
+                "upstream_error"
+            };
+            (r, outcome, None)
+        }
+        Err(e) => (error_response(&e, "POST"), e.kind.outcome(), Some(e)),
+    };
+    log_audit(
+        id,
+        conn,
+        &audit,
+        outcome,
+        reason.as_ref(),
+        response.status().as_u16(),
+        started,
+    );
+    (response, outcome)
+}
+
 fn log_audit(
     id: &str,
     conn: &ConnInfo,
@@ -253,6 +287,7 @@ fn log_audit(
                 auth_method = audit.method,
                 cert_source = if audit.forwarded { "forwarded" } else { "handshake" },
                 token_cache = audit.cache,
+                token_ref = audit.token_ref.as_deref(),
                 cert_x5t_s256 = audit.x5t_s256.as_deref(),
                 cert_subject = audit.subject.as_deref(),
                 authenticated = audit.authenticated,

@@ -21,6 +21,20 @@ pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// How long fetched discovery documents are served from memory.
 pub const METADATA_TTL: Duration = Duration::from_secs(600);
+/// How long fetched signing keys (JWKS) are used before they are fetched again.
+pub const JWKS_TTL: Duration = Duration::from_secs(3600);
+/// A token naming an unknown key fetches the keys again at most this often: tokens with
+/// made-up `kid`s cannot make the gateway hammer the identity provider.
+pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
+
+/// The identity provider's token signing keys and issuer, from its metadata.
+#[derive(Debug)]
+pub struct TokenKeys {
+    /// `issuer` of the discovery document.
+    pub issuer: String,
+    /// The keys of its `jwks_uri`.
+    pub keys: crate::jwt::KeySet,
+}
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -71,6 +85,8 @@ pub struct Upstream {
     /// The discovery document and when it was fetched; held across a fetch, so concurrent
     /// requests after expiry make one upstream call.
     metadata: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// The signing keys and when they were fetched; held across a fetch.
+    jwks: tokio::sync::Mutex<Option<(Instant, Arc<TokenKeys>)>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -161,6 +177,7 @@ impl Upstream {
             metadata_url,
             client,
             metadata: tokio::sync::Mutex::new(None),
+            jwks: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -204,6 +221,58 @@ impl Upstream {
         }
         *cached = Some((Instant::now(), response.body.clone()));
         Ok(response.body)
+    }
+
+    /// The token signing keys and issuer: from memory while younger than [`JWKS_TTL`] and
+    /// knowing `kid`; fetched again for an unknown `kid` at most every [`JWKS_MIN_REFRESH`].
+    /// When a fetch fails the keys held are used.
+    pub async fn token_keys(&self, kid: Option<&str>) -> Result<Arc<TokenKeys>, UpstreamFailure> {
+        let mut cached = self.jwks.lock().await;
+        if let Some((at, keys)) = cached.as_ref() {
+            let age = at.elapsed();
+            if age < JWKS_TTL && (keys.keys.has(kid) || age < JWKS_MIN_REFRESH) {
+                return Ok(keys.clone());
+            }
+        }
+        match self.fetch_keys().await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *cached = Some((Instant::now(), keys.clone()));
+                Ok(keys)
+            }
+            Err(e) => match cached.as_ref() {
+                Some((_, keys)) => {
+                    tracing::warn!(upstream = %self.spec.name, error = %e, "signing keys could not be fetched again; using the keys held");
+                    Ok(keys.clone())
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<TokenKeys, UpstreamFailure> {
+        let bad = |what: &str| UpstreamFailure::Unavailable(format!("metadata: {what}"));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&self.metadata().await?).map_err(|_| bad("not JSON"))?;
+        let issuer = doc
+            .get("issuer")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no issuer"))?
+            .to_string();
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("no jwks_uri"))?;
+        let answer = self.exchange(Method::GET, jwks_uri, None).await?;
+        if !answer.status.is_success() {
+            return Err(UpstreamFailure::Unavailable(format!(
+                "jwks_uri answered {}",
+                answer.status
+            )));
+        }
+        let keys = crate::jwt::KeySet::from_json(&answer.body)
+            .map_err(|e| UpstreamFailure::Unavailable(format!("jwks_uri: {e}")))?;
+        Ok(TokenKeys { issuer, keys })
     }
 
     async fn exchange(

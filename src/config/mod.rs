@@ -18,6 +18,7 @@ use crate::identity;
 use crate::registry::{AuthMethod, Registration, Registry, Selector};
 use crate::trust::{Anchors, ClientTrust};
 
+mod binding;
 mod clients;
 mod raw;
 mod validate;
@@ -26,6 +27,7 @@ use raw::RawConfig;
 use validate::Cx;
 
 pub use crate::keys::{parse_certs, parse_crls, pem_error, read_pkcs12};
+pub use binding::{Authz, Binding, BindingMode, Introspection, UnknownToken, DEFAULT_MAX_RECORDS};
 
 // ---------------------------------------------------------------------------------------------
 // Raw file format
@@ -58,6 +60,12 @@ pub struct Config {
     pub registry: Registry,
     /// `[front_proxy]`.
     pub front_proxy: Option<FrontProxy>,
+    /// `[binding]`: certificate-bound access tokens (SPEC §10).
+    pub binding: Option<Binding>,
+    /// `[authz]`: the decision listener.
+    pub authz: Option<Authz>,
+    /// `[introspection]`: RFC 7662 on the main listener.
+    pub introspection: Option<Introspection>,
     /// `[dev]` pki folder, resolved.
     pub dev_pki: Option<PathBuf>,
     /// Non-fatal findings `check` prints (e.g. a DN that looks reversed).

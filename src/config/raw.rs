@@ -20,7 +20,33 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) clients: Vec<RawClient>,
     pub(super) front_proxy: Option<RawFrontProxy>,
+    pub(super) binding: Option<RawBinding>,
+    pub(super) authz: Option<RawAuthz>,
+    pub(super) introspection: Option<RawIntrospection>,
     pub(super) dev: Option<RawDev>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBinding {
+    pub(super) mode: Option<String>,
+    pub(super) max_records: Option<usize>,
+    pub(super) on_unknown_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuthz {
+    pub(super) listen: String,
+    pub(super) trusted_peers: Option<Vec<String>>,
+    pub(super) header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIntrospection {
+    #[serde(default)]
+    pub(super) clients: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -159,6 +159,8 @@ impl Cx {
                 registry.insert(reg);
             }
         }
+        let (binding, authz, introspection) =
+            self.bound_tokens(raw.binding, raw.authz, raw.introspection, &upstreams);
         let dev_pki = raw.dev.map(|d| self.path(&d.pki));
         if let Some(dir) = dev_pki.as_ref().filter(|d| !d.exists()) {
             self.problem(
@@ -179,6 +181,9 @@ impl Cx {
             credentials,
             registry,
             front_proxy,
+            binding,
+            authz,
+            introspection,
             dev_pki,
             warnings: Vec::new(),
             files: Vec::new(),
