@@ -7,6 +7,8 @@ mod support;
 mod architecture;
 #[path = "gateway/assertion.rs"]
 mod assertion;
+#[path = "gateway/binding.rs"]
+mod binding;
 #[path = "gateway/cli.rs"]
 mod cli;
 #[path = "gateway/config.rs"]

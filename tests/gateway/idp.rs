@@ -50,14 +50,14 @@ impl Idp {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     mtls_gateway::assertion::uuid_v4(&aws_lc_rs::rand::SystemRandom::new()).unwrap()
 }
 
@@ -66,7 +66,7 @@ fn x5t(cert: &str) -> String {
 }
 
 /// Signs `claims` with the key of `key_of`, naming the certificate `thumbprint_of`.
-fn sign(alg: Algorithm, claims: &Value, key_of: &str, thumbprint_of: &str) -> String {
+pub(crate) fn sign(alg: Algorithm, claims: &Value, key_of: &str, thumbprint_of: &str) -> String {
     let mut header = Header::new(alg);
     header.x5t = Some(x5t(thumbprint_of));
     let key = EncodingKey::from_rsa_pem(pki().get(key_of).key.as_bytes()).unwrap();
