@@ -13,7 +13,7 @@ seconds=${1:-60}
 shift || true
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(form dn forwarded identity config assertion crl upstream_answer)
+[ ${#targets[@]} -gt 0 ] || targets=(form dn forwarded identity config assertion crl upstream_answer authz jwt)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --sanitizer none
 mkdir -p fuzz/logs

@@ -22,6 +22,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("assertion", assertion),
     ("crl", crl),
     ("upstream_answer", upstream_answer),
+    ("authz", authz),
+    ("jwt", jwt),
 ];
 
 /// The token endpoint's form parser: what it accepts has at most 64 parameters, no name
@@ -180,4 +182,90 @@ pub fn upstream_answer(data: &[u8]) {
         Err(e) => panic!("a cached answer is served as invalid JSON: {e}"),
     };
     assert!(value.get("access_token").is_some());
+}
+
+/// The decision listener's inputs (SPEC §10): `Authorization`, then after the first newline
+/// the certificate header, in every format. Never panics; an accepted token is one RFC 6750
+/// b64token; a record bound to the presented leaf allows, one bound to another certificate
+/// never does.
+pub fn authz(data: &[u8]) {
+    use crate::binding::{token_hash, Bindings, MemoryBindings, Record};
+    use crate::forwarded::HeaderFormat;
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let Some(runtime) = RUNTIME
+        .get_or_init(|| tokio::runtime::Builder::new_current_thread().build().ok())
+        .as_ref()
+    else {
+        return;
+    };
+    let split = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
+    let (auth, cert) = (&data[..split], data.get(split + 1..).unwrap_or_default());
+    let (Ok(auth), Ok(cert)) = (
+        http::HeaderValue::from_bytes(auth),
+        http::HeaderValue::from_bytes(cert),
+    ) else {
+        return;
+    };
+    for name in [
+        "client-cert",
+        "x-forwarded-client-cert",
+        "x-ssl-client-cert",
+        "x-forwarded-tls-client-cert",
+    ] {
+        let Some(format) = HeaderFormat::parse(name) else {
+            panic!("{name} is a documented header format");
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, auth.clone());
+        headers.insert(format.header(), cert.clone());
+        let Ok(inputs) = crate::authz::inputs(format, &headers) else {
+            continue;
+        };
+        assert!(!inputs.token.is_empty() && !inputs.token.contains(' '));
+        let Some(leaf) = inputs.chain.first() else {
+            panic!("{name}: an empty chain was accepted");
+        };
+        let leaf = crate::identity::sha256(leaf.as_ref());
+        let store = Bindings::Memory(MemoryBindings::new(4));
+        for (bound, allowed) in [(leaf, true), ([0u8; 32], false)] {
+            let record = Record {
+                cert_sha256: bound,
+                client_id: "c".into(),
+                exp: u64::MAX,
+            };
+            let decision = runtime.block_on(async {
+                let _ = store.put(token_hash(&inputs.token), record, 0).await;
+                crate::authz::by_record(&store, &inputs, 1).await
+            });
+            let allow = matches!(decision, Some(crate::authz::Decision::Allow { .. }));
+            assert_eq!(allow, allowed, "{name}: {decision:?}");
+        }
+    }
+}
+
+/// A fixed key set (RFC 7515's example public keys): no fuzz input may verify under it, since
+/// that would be a forged signature.
+const FUZZ_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},{"kty":"RSA","kid":"r","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"}]}"#;
+
+/// JWTs and key sets as registration mode reads them: never panic; nothing the fuzzer makes
+/// verifies under the fixed keys.
+pub fn jwt(data: &[u8]) {
+    use crate::jwt::{Jwt, KeySet};
+    let fixed = match KeySet::from_json(FUZZ_JWKS.as_bytes()) {
+        Ok(k) => k,
+        Err(e) => panic!("the fixed key set is valid: {e}"),
+    };
+    let _ = KeySet::from_json(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(token) = Jwt::parse(text) {
+        assert_eq!(text.split('.').count(), 3);
+        let _ = (token.kid(), token.str_claim("azp"), token.time_claim("exp"));
+        assert!(
+            fixed.verify(&token).is_err(),
+            "an input verified under the fixed keys"
+        );
+    }
 }

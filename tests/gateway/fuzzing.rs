@@ -143,6 +143,41 @@ fn tokens(target: &str) -> Vec<Vec<u8>> {
             "[]",
             "3599.5",
         ],
+        "authz" => &[
+            "Bearer ",
+            "bearer ",
+            "Basic ",
+            "eyJhbGciOiJSUzI1NiJ9",
+            ".",
+            "~+/",
+            "==",
+            " ",
+            "\n",
+            "-----BEGIN CERTIFICATE-----",
+            "-----END CERTIFICATE-----",
+            "%0A",
+            "Cert=\"",
+            "\"",
+            ";",
+            ",",
+            ":",
+            "MIIB",
+            "AAAA",
+        ],
+        "jwt" => &[
+            "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsifQ",
+            "eyJhbGciOiJSUzI1NiIsImtpZCI6InIifQ",
+            "eyJhbGciOiJub25lIn0",
+            "eyJhenAiOiJjIiwiZXhwIjoxfQ",
+            ".",
+            "AAAA",
+            "_-",
+            "{\"keys\":[",
+            "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+            "{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
+            "]}",
+            ",",
+        ],
         _ => &[],
     };
     text.iter().map(|t| t.as_bytes().to_vec()).collect()
@@ -171,8 +206,29 @@ fn inputs(target: &str) -> BoxedStrategy<Vec<u8>> {
             c
         })
         .boxed();
+    // A good decision request (token, then the nginx-format header), bytes changed.
+    let mut request = b"Bearer abc.def\n".to_vec();
+    request.extend(
+        percent_encoding::utf8_percent_encode(
+            &pki().get("client").cert,
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string()
+        .into_bytes(),
+    );
+    let rlen = request.len();
+    let request_mutated = prop::collection::vec((0..rlen, any::<u8>()), 0..3)
+        .prop_map(move |edits| {
+            let mut r = request.clone();
+            for (i, b) in edits {
+                r[i] = b;
+            }
+            r
+        })
+        .boxed();
     match target {
         "identity" => prop_oneof![bytes, mutated].boxed(),
+        "authz" => prop_oneof![1 => bytes, 2 => joined, 2 => request_mutated].boxed(),
         _ => prop_oneof![1 => bytes, 3 => joined].boxed(),
     }
 }
