@@ -589,7 +589,7 @@ async fn introspection_tells_allowed_callers_the_binding_and_nobody_else() {
 async fn two_certificates_of_one_caching_client_get_distinct_tokens_each_bound_to_its_own() {
     let h = bound_setup("", "")
         .only_clients(&pki_client_with("cache_tokens = true"))
-        .client(&format!("[binding]\n[authz]\nlisten = \"127.0.0.1:0\"\n"))
+        .client("[binding]\n[authz]\nlisten = \"127.0.0.1:0\"\n")
         .start()
         .await;
     let a = token_via_gateway(&h, "client", PKI_CLIENT).await;
