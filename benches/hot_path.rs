@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request work: assertion signing (against a raw aws-lc-rs RSA
 //! signature and a naive jsonwebtoken call that parses the key each time), identity extraction,
-//! chain verification, registry lookup + match at 1, 100 and 10,000 clients, form parsing.
+//! chain verification, registry lookup + match at 1, 100 and 10,000 clients, form parsing,
+//! and one `[authz]` binding decision (memory store allow, SPEC §10).
 //!   cargo bench --bench hot_path
 
 use std::collections::HashSet;
@@ -207,8 +208,65 @@ fn form(c: &mut Criterion) {
     group.finish();
 }
 
+/// One decision as the `[authz]` listener makes it for nginx: the bearer token and
+/// `$ssl_client_escaped_cert` read from the headers, the record looked up among 100,000, the
+/// certificate compared. Target: ≤ 5 µs.
+fn decision(c: &mut Criterion, f: &Fixture) {
+    use mtls_gateway::authz::{by_record, inputs, Decision};
+    use mtls_gateway::binding::{token_hash, Bindings, MemoryBindings, Record};
+    use mtls_gateway::forwarded::HeaderFormat;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let leaf = mtls_gateway::identity::sha256(der(&f.client.cert).as_ref());
+    let store = Bindings::Memory(MemoryBindings::new(200_000));
+    // An Entra-sized token (about 1.5 KB).
+    let token = format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}",
+        "e".repeat(1100),
+        "s".repeat(342)
+    );
+    runtime.block_on(async {
+        for i in 0..100_000u32 {
+            let record = Record {
+                cert_sha256: leaf,
+                client_id: CLIENT.into(),
+                exp: u64::MAX,
+            };
+            let key = if i == 50_000 {
+                token_hash(&token)
+            } else {
+                token_hash(&format!("token-{i}"))
+            };
+            store.put(key, record, 0).await.unwrap();
+        }
+    });
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        http::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    let escaped =
+        percent_encoding::utf8_percent_encode(&f.client.cert, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    headers.insert(
+        "x-ssl-client-cert",
+        http::HeaderValue::from_str(&escaped).unwrap(),
+    );
+    c.bench_function("authz_decision_memory_allow", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let i = inputs(HeaderFormat::NginxEscaped, black_box(&headers)).unwrap();
+                let d = by_record(&store, &i, 1).await;
+                assert!(matches!(d, Some(Decision::Allow { .. })));
+            })
+        })
+    });
+}
+
 fn benches(c: &mut Criterion) {
     let f = fixture();
+    decision(c, &f);
     signing(c, &f);
     identity(c, &f);
     registry(c, &f);

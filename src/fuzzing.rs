@@ -185,8 +185,8 @@ pub fn upstream_answer(data: &[u8]) {
 }
 
 /// The decision listener's inputs (SPEC §10): `Authorization`, then after the first newline
-/// the certificate header, in every format. Never panics; an accepted token is one RFC 6750
-/// b64token; a record bound to the presented leaf allows, one bound to another certificate
+/// the certificate header, in every format. Never panics; an accepted token is one non-empty
+/// word; a record bound to the presented leaf allows, one bound to another certificate
 /// never does.
 pub fn authz(data: &[u8]) {
     use crate::binding::{token_hash, Bindings, MemoryBindings, Record};
