@@ -192,13 +192,33 @@ async fn resource_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-/// nginx terminating mTLS for the resource server, asking the gateway with `auth_request`.
+/// nginx terminating mTLS for the resource server, asking the gateway with `auth_request`:
+/// the shipped examples/deploy/nginx/resource-auth-request.conf, only ports and paths changed.
 fn nginx_in_front(
     dir: &std::path::Path,
     authz: SocketAddr,
     resource: SocketAddr,
 ) -> Option<(Supervised, u16)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped =
+        std::fs::read_to_string(root.join("examples/deploy/nginx/resource-auth-request.conf"))
+            .unwrap();
+    for expected in [
+        "server 127.0.0.1:9191;",
+        "server 127.0.0.1:8080;",
+        "listen 443 ssl;",
+    ] {
+        assert!(
+            shipped.contains(expected),
+            "the example no longer has {expected}"
+        );
+    }
     let conf = |port: u16| {
+        let server = shipped
+            .replace("server 127.0.0.1:9191;", &format!("server {authz};"))
+            .replace("server 127.0.0.1:8080;", &format!("server {resource};"))
+            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace("/etc/nginx/tls/", &format!("{}/", dir.display()));
         format!(
             r#"worker_processes 1;
 pid {dir}/nginx.pid;
@@ -211,30 +231,9 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {dir}/server.pem;
-    ssl_certificate_key {dir}/server-key.pem;
-    ssl_client_certificate {dir}/ca1.pem;
-    ssl_verify_client optional_no_ca;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    location / {{
-      auth_request /authz/;
-      auth_request_set $mtls_client_id $upstream_http_x_mtls_client_id;
-      auth_request_set $mtls_thumbprint $upstream_http_x_mtls_cert_thumbprint;
-      proxy_set_header X-Mtls-Client-Id $mtls_client_id;
-      proxy_set_header X-Mtls-Cert-Thumbprint $mtls_thumbprint;
-      proxy_pass http://{resource};
-    }}
-    location = /authz/ {{
-      internal;
-      proxy_pass http://{authz};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
-    }}
-  }}
+  ssl_session_cache off;
+  ssl_session_tickets off;
+{server}
 }}
 "#,
             dir = dir.display()
