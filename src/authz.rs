@@ -153,7 +153,7 @@ pub fn inputs(format: HeaderFormat, headers: &HeaderMap) -> Result<Inputs, Decis
 
 /// Decides from the token's record: `None` when it has none.
 pub async fn by_record(bindings: &Bindings, inputs: &Inputs, now: u64) -> Option<Decision> {
-    let record = match bindings.get(&token_hash(&inputs.token)).await {
+    let record = match bindings.get(&token_hash(&inputs.token), now).await {
         Ok(Some(r)) => r,
         Ok(None) => return None,
         Err(e) => return Some(Decision::Unavailable(e.to_string())),

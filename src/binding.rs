@@ -37,16 +37,123 @@ pub struct Record {
     pub exp: u64,
 }
 
-/// Why the store could not answer.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("the binding store is unavailable: {0}")]
-pub struct StoreError(pub String);
+pub use crate::store::StoreError;
 
 /// Where binding records live.
 #[derive(Debug)]
 pub enum Bindings {
     /// In this process, bounded by `max_records`.
     Memory(MemoryBindings),
+    /// Shared on Redis, sealed; records read are kept in-process for at most
+    /// [`ALLOW_KEPT_SECS`] to decide while Redis is unreachable.
+    Redis(RedisBindings),
+}
+
+/// A record read from the shared store is used without it for at most this long (never past
+/// its `exp`) when the store stops answering.
+pub const ALLOW_KEPT_SECS: u64 = 60;
+/// Records kept for that, at most; beyond, the oldest half goes.
+pub const ALLOWS_MAX: usize = 65_536;
+
+/// Binding records on the shared store.
+#[derive(Debug)]
+pub struct RedisBindings {
+    store: Arc<crate::store::RedisStore>,
+    /// Records read recently, with the time until which they may be used without the store.
+    allows: Mutex<HashMap<TokenHash, (Record, u64)>>,
+}
+
+impl RedisBindings {
+    /// Records on `store`.
+    pub fn new(store: Arc<crate::store::RedisStore>) -> Self {
+        Self {
+            store,
+            allows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn put(&self, key: TokenHash, record: Record, now: u64) -> Result<usize, StoreError> {
+        let redis_key = self.store.key("binding", &key);
+        let sealed = self
+            .store
+            .sealer
+            .seal(redis_key.as_bytes(), &encode(&record))
+            .ok_or_else(|| StoreError("the record could not be sealed".into()))?;
+        let ttl = record
+            .exp
+            .saturating_sub(now)
+            .saturating_add(EXPIRED_KEPT_SECS);
+        // NX: a record is never replaced (a cached token's record is written again as is).
+        self.store
+            .set(
+                "binding_put",
+                &redis_key,
+                &sealed,
+                std::time::Duration::from_secs(ttl),
+                true,
+            )
+            .await?;
+        Ok(0)
+    }
+
+    async fn get(&self, key: &TokenHash, now: u64) -> Result<Option<Record>, StoreError> {
+        let redis_key = self.store.key("binding", key);
+        match self.store.get("binding_get", &redis_key).await {
+            Ok(None) => Ok(None),
+            Ok(Some(sealed)) => {
+                let record = self
+                    .store
+                    .sealer
+                    .open(redis_key.as_bytes(), &sealed)
+                    .and_then(|plain| decode(&plain));
+                let Some(record) = record else {
+                    // Not sealed by this deployment's key for this token: forged or corrupt.
+                    tracing::warn!(
+                        token_ref = log_ref(key),
+                        "a binding record in the state store does not authenticate; ignored"
+                    );
+                    return Ok(None);
+                };
+                let mut allows = self.allows.lock().unwrap_or_else(|p| p.into_inner());
+                if allows.len() >= ALLOWS_MAX {
+                    allows.retain(|_, (_, until)| *until > now);
+                    if allows.len() >= ALLOWS_MAX {
+                        allows.clear();
+                    }
+                }
+                let until = (now + ALLOW_KEPT_SECS).min(record.exp);
+                allows.insert(*key, (record.clone(), until));
+                Ok(Some(record))
+            }
+            Err(e) => {
+                let allows = self.allows.lock().unwrap_or_else(|p| p.into_inner());
+                match allows.get(key) {
+                    Some((record, until)) if *until > now => Ok(Some(record.clone())),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// A record as stored: digest (32 bytes), exp (8 bytes, big endian), client_id.
+fn encode(record: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40 + record.client_id.len());
+    out.extend_from_slice(&record.cert_sha256);
+    out.extend_from_slice(&record.exp.to_be_bytes());
+    out.extend_from_slice(record.client_id.as_bytes());
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<Record> {
+    let cert_sha256: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+    let exp = u64::from_be_bytes(bytes.get(32..40)?.try_into().ok()?);
+    let client_id = std::str::from_utf8(bytes.get(40..)?).ok()?;
+    Some(Record {
+        cert_sha256,
+        client_id: client_id.into(),
+        exp,
+    })
 }
 
 impl Bindings {
@@ -55,13 +162,15 @@ impl Bindings {
     pub async fn put(&self, key: TokenHash, record: Record, now: u64) -> Result<usize, StoreError> {
         match self {
             Self::Memory(m) => Ok(m.put(key, record, now)),
+            Self::Redis(r) => r.put(key, record, now).await,
         }
     }
 
     /// The record of `key`, if any.
-    pub async fn get(&self, key: &TokenHash) -> Result<Option<Record>, StoreError> {
+    pub async fn get(&self, key: &TokenHash, now: u64) -> Result<Option<Record>, StoreError> {
         match self {
             Self::Memory(m) => Ok(m.get(key)),
+            Self::Redis(r) => r.get(key, now).await,
         }
     }
 
@@ -69,6 +178,7 @@ impl Bindings {
     pub fn records(&self) -> Option<usize> {
         match self {
             Self::Memory(m) => Some(m.len()),
+            Self::Redis(_) => None,
         }
     }
 
@@ -76,6 +186,8 @@ impl Bindings {
     pub fn set_max_records(&self, max: usize) {
         match self {
             Self::Memory(m) => m.max.store(max.max(1), Ordering::Relaxed),
+            // Redis bounds itself (maxmemory, and each record's PX).
+            Self::Redis(_) => {}
         }
     }
 }
@@ -249,6 +361,13 @@ mod tests {
         assert_eq!(issued(b"nonsense"), None);
         assert_eq!(expiry("opaque", u64::MAX, 10), 3610);
         assert_eq!(expiry("opaque", 5, 10), 15);
+    }
+
+    #[test]
+    fn records_encode_and_decode() {
+        let r = record(77);
+        assert_eq!(decode(&encode(&r)), Some(r));
+        assert_eq!(decode(&[0; 39]), None);
     }
 
     #[test]

@@ -85,6 +85,41 @@ impl Entry {
         })
     }
 
+    /// When the cached token stops being served (Unix seconds).
+    pub fn served_until(&self) -> u64 {
+        self.expires_at.saturating_sub(SAFETY_SECS)
+    }
+
+    /// The entry as kept in a shared store (JSON; sealed by the caller).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "body": self.body,
+            "content_type": self.content_type.as_ref().and_then(|v| v.to_str().ok()),
+            "stored_at": self.stored_at,
+            "expires_at": self.expires_at,
+        }))
+        .unwrap_or_default()
+    }
+
+    /// An entry read back from [`Entry::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let Value::Object(mut v) = serde_json::from_slice(bytes).ok()? else {
+            return None;
+        };
+        let Some(Value::Object(body)) = v.remove("body") else {
+            return None;
+        };
+        Some(Self {
+            body,
+            content_type: v
+                .get("content_type")
+                .and_then(Value::as_str)
+                .and_then(|c| HeaderValue::from_str(c).ok()),
+            stored_at: v.get("stored_at")?.as_u64()?,
+            expires_at: v.get("expires_at")?.as_u64()?,
+        })
+    }
+
     /// Whether it may be served at `now`.
     pub fn fresh(&self, now: u64) -> bool {
         now + SAFETY_SECS < self.expires_at && self.expires_at.saturating_sub(now) >= MIN_LEFT_SECS
@@ -194,6 +229,21 @@ mod tests {
             Entry::from_answer(br#"{"expires_in":"3599","access_token":"t"}"#, None, 0).unwrap();
         let body: Value = serde_json::from_slice(&v1.body_at(99)).unwrap();
         assert_eq!(body["expires_in"], "3500");
+    }
+
+    #[test]
+    fn entries_survive_the_shared_store_format() {
+        let e = Entry::from_answer(
+            ANSWER,
+            Some(HeaderValue::from_static("application/json")),
+            1000,
+        )
+        .unwrap();
+        let back = Entry::from_bytes(&e.to_bytes()).unwrap();
+        assert_eq!(back.body_at(1100), e.body_at(1100));
+        assert_eq!(back.content_type, e.content_type);
+        assert_eq!(back.served_until(), 1000 + 3599 - SAFETY_SECS);
+        assert!(Entry::from_bytes(b"{}").is_none());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Gateway {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Binding records (shared by every generation; the store is chosen at start).
     pub bindings: Arc<crate::binding::Bindings>,
+    /// The shared store (`[state] store = "redis"`), chosen at start.
+    pub store: Option<Arc<crate::store::RedisStore>>,
 }
 
 /// A fresh generation number.

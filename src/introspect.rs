@@ -29,7 +29,7 @@ pub async fn answer(
 ) -> Result<serde_json::Value, GatewayError> {
     let record = gw
         .bindings
-        .get(&crate::binding::token_hash(token))
+        .get(&crate::binding::token_hash(token), now)
         .await
         .map_err(|e| {
             GatewayError::new(

@@ -108,6 +108,19 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
     Ok((listener, bound))
 }
 
+/// Binds an optional listener, logging `ready` with its bound address.
+async fn bind_optional(
+    addr: Option<SocketAddr>,
+    ready: &'static str,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let (l, bound) = bind(addr).await?;
+    tracing::info!(addr = %bound, "{ready}");
+    Ok(Some((l, bound)))
+}
+
 /// Starts the embedded identity providers of `config`, each on its own listener.
 async fn start_idps(
     config: &Config,
@@ -169,23 +182,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let plain_listen = config.front_proxy.as_ref().and_then(|f| f.plain_listen);
     let authz_listen = config.authz.as_ref().map(|a| a.listen);
     let (gateway, tls) = build(config, None, &idps, &metrics).map_err(StartError::Setup)?;
+    if let Some(store) = &gateway.store {
+        others.push(tokio::spawn(store.clone().watch()));
+    }
     let (listener, addr) = bind(listen).await?;
-    let (plain, plain_addr) = match plain_listen {
-        None => (None, None),
-        Some(addr) => {
-            let (l, bound) = bind(addr).await?;
-            tracing::info!(addr = %bound, "plain listener for trusted proxies ready");
-            (Some(l), Some(bound))
-        }
-    };
-    let authz = match authz_listen {
-        None => None,
-        Some(addr) => {
-            let (l, bound) = bind(addr).await?;
-            tracing::info!(addr = %bound, "authz decision listener ready");
-            Some((l, bound))
-        }
-    };
+    let plain = bind_optional(plain_listen, "plain listener for trusted proxies ready").await?;
+    let plain_addr = plain.as_ref().map(|(_, a)| *a);
+    let plain = plain.map(|(l, _)| l);
+    let authz = bind_optional(authz_listen, "authz decision listener ready").await?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin_addr = match admin {
         None => None,

@@ -121,7 +121,32 @@ pub struct Metrics {
     pub binding_checks: Family<ResultLabels, Counter>,
     /// `introspection_requests_total{result}`.
     pub introspection_requests: Family<ResultLabels, Counter>,
+    /// `state_store_up`: 1 when the shared store answers (always 1 with the memory store).
+    pub state_store_up: Gauge,
+    /// `state_store_errors_total{op}`.
+    pub state_store_errors: Family<OpLabels, Counter>,
+    /// `state_store_duration_seconds{op}`.
+    pub state_store_duration: HistogramFamily<OpLabels>,
 }
+
+/// `op` label of the state store metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// binding_put, binding_get, cache_get, cache_set, lock, unlock, rate_limit, ping.
+    pub op: &'static str,
+}
+
+/// The state store operations.
+pub const STATE_STORE_OPS: [&str; 8] = [
+    "binding_put",
+    "binding_get",
+    "cache_get",
+    "cache_set",
+    "lock",
+    "unlock",
+    "rate_limit",
+    "ping",
+];
 
 /// `binding_checks_total` result labels (SPEC §10).
 pub const BINDING_CHECK_RESULTS: [&str; 7] = [
@@ -176,8 +201,13 @@ impl Metrics {
             binding_records: Gauge::default(),
             binding_checks: Family::<ResultLabels, Counter>::default(),
             introspection_requests: Family::<ResultLabels, Counter>::default(),
+            state_store_up: Gauge::default(),
+            state_store_errors: Family::<OpLabels, Counter>::default(),
+            state_store_duration: Family::new_with_constructor(latency_histogram),
         };
+        metrics.state_store_up.set(1);
         metrics.register();
+        metrics.register_binding_and_state();
         metrics.config_last_reload_success.set(1);
         metrics
     }
@@ -256,6 +286,12 @@ impl Metrics {
             "Open connections on the main listeners",
             self.open_connections.clone(),
         );
+        r.register("forwarded_certificates", "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)", self.forwarded_certificates.clone());
+    }
+
+    /// The families of bound tokens (SPEC §10) and the state store (SPEC §11).
+    fn register_binding_and_state(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "binding_records_written",
             "Binding records written at token issuance, by result (failure: the client got 503 and no token)",
@@ -281,7 +317,21 @@ impl Metrics {
             "POST /introspect requests by result",
             self.introspection_requests.clone(),
         );
-        r.register("forwarded_certificates", "Forwarded client-certificate headers by result (accepted, absent, refused, ignored, denied_peer)", self.forwarded_certificates.clone());
+        r.register(
+            "state_store_up",
+            "1 when the state store answers (Redis), 0 when it does not",
+            self.state_store_up.clone(),
+        );
+        r.register(
+            "state_store_errors",
+            "State store operations that failed or timed out, by operation",
+            self.state_store_errors.clone(),
+        );
+        r.register(
+            "state_store_duration_seconds",
+            "Time of one state store operation",
+            self.state_store_duration.clone(),
+        );
     }
 
     /// Prometheus text exposition.
@@ -321,6 +371,20 @@ impl Metrics {
             .inc();
     }
 
+    /// Times one state store operation.
+    pub fn state_store_duration(&self, op: &'static str, seconds: f64) {
+        self.state_store_duration
+            .get_or_create(&OpLabels { op })
+            .observe(seconds);
+    }
+
+    /// Counts one failed state store operation.
+    pub fn state_store_error(&self, op: &'static str) {
+        self.state_store_errors
+            .get_or_create(&OpLabels { op })
+            .inc();
+    }
+
     /// Counts one introspection request.
     pub fn introspection(&self, result: &'static str) {
         self.introspection_requests
@@ -355,6 +419,12 @@ impl Metrics {
             let _ = self
                 .binding_records_written
                 .get_or_create(&ResultLabels { result });
+        }
+        if let crate::config::StateStore::Redis(_) = config.state {
+            for op in STATE_STORE_OPS {
+                let _ = self.state_store_errors.get_or_create(&OpLabels { op });
+                let _ = self.state_store_duration.get_or_create(&OpLabels { op });
+            }
         }
         for result in BINDING_CHECK_RESULTS {
             let _ = self.binding_checks.get_or_create(&ResultLabels { result });

@@ -141,6 +141,13 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if plain(old) != plain(new) {
         changed.push("front_proxy.plain_listen");
     }
+    let state = |c: &Config| match &c.state {
+        crate::config::StateStore::Memory => "memory".to_string(),
+        crate::config::StateStore::Redis(r) => r.identity(),
+    };
+    if state(old) != state(new) {
+        changed.push("state");
+    }
     let authz = |c: &Config| c.authz.as_ref().map(|a| a.listen);
     if authz(old) != authz(new) {
         changed.push("authz.listen");
@@ -175,12 +182,25 @@ pub(crate) fn build(
         .binding
         .as_ref()
         .map_or(crate::config::DEFAULT_MAX_RECORDS, |b| b.max_records);
-    let bindings = match previous {
-        Some(p) => {
+    // The store is chosen at start: a reload keeps it (and warns when [state] changed).
+    let store = match previous {
+        Some(p) => p.store.clone(),
+        None => match &config.state {
+            crate::config::StateStore::Memory => None,
+            crate::config::StateStore::Redis(settings) => Some(Arc::new(
+                crate::store::RedisStore::new(settings, metrics.clone())?,
+            )),
+        },
+    };
+    let bindings = match (previous, &store) {
+        (Some(p), _) => {
             p.bindings.set_max_records(max_records);
             p.bindings.clone()
         }
-        None => Arc::new(crate::binding::Bindings::Memory(
+        (None, Some(store)) => Arc::new(crate::binding::Bindings::Redis(
+            crate::binding::RedisBindings::new(store.clone()),
+        )),
+        (None, None) => Arc::new(crate::binding::Bindings::Memory(
             crate::binding::MemoryBindings::new(max_records),
         )),
     };
@@ -223,6 +243,7 @@ pub(crate) fn build(
             upstreams,
             metrics: metrics.clone(),
             bindings,
+            store,
         },
         tls,
     ))

@@ -99,6 +99,10 @@ pub fn upstream_slots() -> Arc<tokio::sync::Semaphore> {
 pub struct RateLimit {
     /// As configured, e.g. `20/s`.
     pub text: String,
+    /// Time between two requests at the sustained rate (the GCRA emission interval).
+    pub interval: std::time::Duration,
+    /// Requests allowed at once (N of `N/unit`).
+    pub burst: u32,
     limiter: governor::DefaultDirectRateLimiter,
 }
 
@@ -115,14 +119,16 @@ impl RateLimit {
         let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
         let n: u32 = n.trim().parse().map_err(|_| bad())?;
         let n = std::num::NonZeroU32::new(n).ok_or_else(bad)?;
-        let quota = match unit.trim() {
-            "s" => governor::Quota::per_second(n),
-            "m" => governor::Quota::per_minute(n),
-            "h" => governor::Quota::per_hour(n),
+        let (quota, period) = match unit.trim() {
+            "s" => (governor::Quota::per_second(n), 1_000_000u64),
+            "m" => (governor::Quota::per_minute(n), 60_000_000),
+            "h" => (governor::Quota::per_hour(n), 3_600_000_000),
             _ => return Err(bad()),
         };
         Ok(Self {
             text: text.trim().to_string(),
+            interval: std::time::Duration::from_micros(period / u64::from(n.get())),
+            burst: n.get(),
             limiter: governor::RateLimiter::direct(quota),
         })
     }

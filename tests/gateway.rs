@@ -35,6 +35,8 @@ mod metadata;
 mod nginx;
 #[path = "gateway/operations.rs"]
 mod operations;
+#[path = "gateway/redis.rs"]
+mod redis;
 #[path = "gateway/reuse_and_cache.rs"]
 mod reuse_and_cache;
 #[path = "gateway/state.rs"]

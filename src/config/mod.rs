@@ -21,6 +21,7 @@ use crate::trust::{Anchors, ClientTrust};
 mod binding;
 mod clients;
 mod raw;
+mod state;
 mod validate;
 
 use raw::RawConfig;
@@ -28,6 +29,7 @@ use validate::Cx;
 
 pub use crate::keys::{parse_certs, parse_crls, pem_error, read_pkcs12};
 pub use binding::{Authz, Binding, BindingMode, Introspection, UnknownToken, DEFAULT_MAX_RECORDS};
+pub use state::{RedisState, Secret, StateStore, DEFAULT_STATE_TIMEOUT};
 
 // ---------------------------------------------------------------------------------------------
 // Raw file format
@@ -66,6 +68,8 @@ pub struct Config {
     pub authz: Option<Authz>,
     /// `[introspection]`: RFC 7662 on the main listener.
     pub introspection: Option<Introspection>,
+    /// `[state]`: memory or Redis.
+    pub state: StateStore,
     /// `[dev]` pki folder, resolved.
     pub dev_pki: Option<PathBuf>,
     /// Non-fatal findings `check` prints (e.g. a DN that looks reversed).

@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) binding: Option<RawBinding>,
     pub(super) authz: Option<RawAuthz>,
     pub(super) introspection: Option<RawIntrospection>,
+    pub(super) state: Option<RawState>,
     pub(super) dev: Option<RawDev>,
 }
 
@@ -154,4 +155,17 @@ pub(super) struct RawClient {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDev {
     pub(super) pki: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) store: Option<String>,
+    pub(super) redis_url: Option<String>,
+    pub(super) redis_password_env: Option<String>,
+    #[serde(default)]
+    pub(super) redis_ca: Vec<PathBuf>,
+    pub(super) key_prefix: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) encryption_key_env: Option<String>,
 }

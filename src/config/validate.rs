@@ -161,6 +161,7 @@ impl Cx {
         }
         let (binding, authz, introspection) =
             self.bound_tokens(raw.binding, raw.authz, raw.introspection, &upstreams);
+        let state = raw.state.map(|s| self.state(s, env)).unwrap_or_default();
         let dev_pki = raw.dev.map(|d| self.path(&d.pki));
         if let Some(dir) = dev_pki.as_ref().filter(|d| !d.exists()) {
             self.problem(
@@ -184,6 +185,7 @@ impl Cx {
             binding,
             authz,
             introspection,
+            state,
             dev_pki,
             warnings: Vec::new(),
             files: Vec::new(),

@@ -273,3 +273,52 @@ pub fn start_nginx(
         std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
     );
 }
+
+/// Starts `redis-server` (Debian `redis-server`) on loopback, nothing persisted, in `dir`; on
+/// `port` when given (a restart), else on a free one. Returns `None` (test skipped) when it is
+/// missing outside CI.
+pub fn start_redis(dir: &std::path::Path, port: Option<u16>) -> Option<(Supervised, u16)> {
+    if !tool_available("redis-server", "redis-server") {
+        return None;
+    }
+    for _attempt in 0..5 {
+        let port = port.unwrap_or_else(free_port);
+        let mut redis = Supervised::spawn(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "TERM",
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if redis.wait_exit(Duration::ZERO).is_some() {
+                break; // the port was taken: try another (or the same again, for a restart)
+            }
+            if redis_ping(port) {
+                return Some((redis, port));
+            }
+            if Instant::now() > deadline {
+                panic!("redis-server did not answer on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("redis-server could not start");
+}
+
+/// Whether a Redis server answers PING on loopback `port`.
+pub fn redis_ping(port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = [0u8; 7];
+    tcp.write_all(b"PING\r\n").is_ok()
+        && tcp.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}

@@ -17,6 +17,9 @@ use crate::registry::{AuthFailure, Registration};
 use crate::trust::{now_secs, PeerCertificate};
 use crate::upstream::TokenRoute;
 
+mod answer;
+use answer::Ready;
+
 /// What the audit event of one token request records. Never a token, assertion or secret.
 #[derive(Debug, Default)]
 pub struct Audit {
@@ -331,7 +334,7 @@ where
         decision.as_ref().map_or_else(|(r, _)| *r, |_| "success"),
     );
     let peer = decision.map_err(|(_, e)| e)?;
-    rate_limit(reg)?;
+    rate_limit(gw, reg).await?;
     authorize(reg, grant_type, form.get("scope"), form.get("resource"))?;
 
     let upstream = gw.upstreams.get(&reg.upstream).ok_or_else(|| {
@@ -363,12 +366,24 @@ where
     }
 }
 
-/// Step 8½: the client's rate limit.
-fn rate_limit(reg: &Registration) -> Result<(), GatewayError> {
+/// Step 8½: the client's rate limit: one limit across replicas on the shared store (GCRA in
+/// Redis), this process's own when there is none or it does not answer.
+async fn rate_limit(gw: &Gateway, reg: &Registration) -> Result<(), GatewayError> {
     let Some(limit) = &reg.state.rate_limit else {
         return Ok(());
     };
-    limit.check().map_err(|wait| {
+    let verdict = match &gw.store {
+        Some(store) => {
+            let key = store.rate_key(&reg.client_id);
+            match store.rate_limit(&key, limit.interval, limit.burst).await {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(wait),
+                Err(_) => limit.check(),
+            }
+        }
+        None => limit.check(),
+    };
+    verdict.map_err(|wait| {
         let mut e = GatewayError::new(
             ErrorKind::RateLimited,
             format!(
@@ -379,143 +394,6 @@ fn rate_limit(reg: &Registration) -> Result<(), GatewayError> {
         e.retry_after = Some(wait);
         e
     })
-}
-
-/// An authenticated, authorized request, ready to be answered.
-struct Ready<'r> {
-    gw: &'r Gateway,
-    reg: &'r Registration,
-    peer: &'r PeerCertificate,
-    upstream: &'r Arc<crate::upstream::Upstream>,
-    url: &'r str,
-    client_id: &'r str,
-    form: &'r Form<'r>,
-}
-
-impl Ready<'_> {
-    /// Forwards, and binds a 2xx answer's token before it is relayed.
-    async fn forward_bound(
-        &self,
-        audit: &mut Audit,
-    ) -> Result<crate::upstream::UpstreamResponse, GatewayError> {
-        let (gw, reg) = (self.gw, self.reg);
-        let answer = forward(
-            gw,
-            reg,
-            self.upstream,
-            self.url,
-            self.client_id,
-            self.form,
-            audit,
-        )
-        .await?;
-        if answer.status.is_success() {
-            bind(gw, reg, self.peer, &answer.body, audit).await?;
-        }
-        Ok(answer)
-    }
-
-    /// `cache_tokens`: a fresh cached answer for this certificate and scope, else one
-    /// upstream call for all concurrent requests of the key.
-    async fn cached(
-        &self,
-        cache: &crate::cache::TokenCache,
-        audit: &mut Audit,
-    ) -> Result<Response<Full<Bytes>>, GatewayError> {
-        let gw = self.gw;
-        let key = crate::cache::CacheKey::new(
-            self.url,
-            self.form.get("scope"),
-            self.form.get("resource"),
-            &self.peer.identity.x5t_s256,
-        );
-        let now = now_secs() as u64;
-        let (slot, evicted) = cache.slot(&key, now);
-        if evicted > 0 {
-            gw.metrics.token_cache_evictions.inc_by(evicted as u64);
-        }
-        // Concurrent misses for one key wait here for a single upstream call.
-        let mut entry = slot.lock().await;
-        let now = now_secs() as u64;
-        if let Some(hit) = entry.as_ref().filter(|e| e.fresh(now)) {
-            gw.metrics.token_cache_hits.inc();
-            audit.cache = Some("hit");
-            let body = hit.body_at(now);
-            // The cached token carries its record: written again, in case it was evicted.
-            bind(gw, self.reg, self.peer, &body, audit).await?;
-            let mut response = Response::builder().status(http::StatusCode::OK);
-            if let Some(ct) = &hit.content_type {
-                response = response.header(CONTENT_TYPE, ct);
-            }
-            return response
-                .body(Full::new(body))
-                .map_err(|e| GatewayError::internal(e.to_string()));
-        }
-        gw.metrics.token_cache_misses.inc();
-        audit.cache = Some("miss");
-        let answer = self.forward_bound(audit).await?;
-        *entry = if answer.status == http::StatusCode::OK {
-            crate::cache::Entry::from_answer(
-                &answer.body,
-                answer.content_type.clone(),
-                now_secs() as u64,
-            )
-        } else {
-            None
-        };
-        relay(answer)
-    }
-}
-
-/// With `[binding]` in certificate mode, records that the access token of a 2xx `answer`
-/// belongs to `peer`'s certificate (SPEC §10), before the client gets the token; a record
-/// that cannot be written means no token (503).
-async fn bind(
-    gw: &Gateway,
-    reg: &Registration,
-    peer: &PeerCertificate,
-    answer: &[u8],
-    audit: &mut Audit,
-) -> Result<(), GatewayError> {
-    if !gw
-        .config
-        .binding
-        .as_ref()
-        .is_some_and(|b| b.writes_records())
-    {
-        return Ok(());
-    }
-    let Some((token, expires_in)) = crate::binding::issued(answer) else {
-        return Ok(());
-    };
-    let now = now_secs().max(0) as u64;
-    let key = crate::binding::token_hash(&token);
-    audit.token_ref = Some(crate::binding::log_ref(&key));
-    let record = crate::binding::Record {
-        cert_sha256: peer.identity.sha256,
-        client_id: reg.client_id.as_str().into(),
-        exp: crate::binding::expiry(&token, expires_in, now),
-    };
-    match gw.bindings.put(key, record, now).await {
-        Ok(evicted) => {
-            gw.metrics.binding_written("success");
-            if evicted > 0 {
-                gw.metrics.binding_records_evicted.inc_by(evicted as u64);
-            }
-            if let Some(n) = gw.bindings.records() {
-                gw.metrics.binding_records.set(n as i64);
-            }
-            Ok(())
-        }
-        Err(e) => {
-            gw.metrics.binding_written("failure");
-            Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                "the token could not be bound to the client certificate; no token is issued",
-            )
-            .with_reason(e.to_string()))
-        }
-    }
 }
 
 /// Steps 10 and 11: sign (or reuse) the assertion, forward, and count the exchange.
