@@ -9,7 +9,7 @@ use base64::Engine as _;
 
 use crate::binding::plain_request;
 use crate::front_proxy::header_for;
-use crate::support::process::{start_redis, Served, Supervised};
+use crate::support::process::{free_port, start_redis, start_redis_with, Served, Supervised};
 use crate::support::upstream::{ok_answer, Behaviour, FakeUpstream};
 use crate::support::*;
 
@@ -320,8 +320,16 @@ async fn with_redis_down_tokens_are_served_bound_tokens_are_not_and_both_recover
     );
     let plain = Replica::start(&plain_config, false);
     let bound = Replica::start(&bound_config, true);
-    assert_eq!(bound.token("client", &form(PKI_CLIENT)).await.status, 200);
+    let issued = bound.token("client", &form(PKI_CLIENT)).await;
+    assert_eq!(issued.status, 200);
+    let token = issued.json()["access_token"].as_str().unwrap().to_string();
+    let authz = bound.authz.unwrap();
+    assert_eq!(ask(authz, &token, "client").await, 200);
     drop(redis);
+    // Decisions: the allow read a moment ago holds (≤ 60 s); anything else needs the store.
+    assert_eq!(ask(authz, &token, "client").await, 200);
+    assert_eq!(ask(authz, &token, "other").await, 401);
+    assert_eq!(ask(authz, "never-seen", "client").await, 503);
     let answer = plain.token("client", &form(PKI_CLIENT)).await;
     assert_eq!(answer.status, 200, "tokens are served with Redis down");
     let refused = bound.token("client", &form(PKI_CLIENT)).await;
@@ -387,4 +395,68 @@ fn a_missing_or_malformed_state_key_refuses_to_start_naming_the_variable() {
         assert!(text.contains(KEY_ENV), "{text}");
         assert!(!text.contains("c2hvcnQ"), "the value was echoed: {text}");
     }
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_and_a_password_from_the_environment() {
+    let upstream = FakeUpstream::start(ok_answer()).await;
+    let setup = Setup::new()
+        .upstream(&upstream.config("5s"))
+        .only_clients(&pki_client_with("cache_tokens = true"));
+    let dir = setup.dir.0.clone();
+    let data = dir.join("redis");
+    std::fs::create_dir_all(&data).unwrap();
+    let tls_port = free_port();
+    let args: Vec<String> = [
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &dir.join("server.pem").display().to_string(),
+        "--tls-key-file",
+        &dir.join("server-key.pem").display().to_string(),
+        "--tls-ca-cert-file",
+        &dir.join("ca1.pem").display().to_string(),
+        "--tls-auth-clients",
+        "no",
+        "--requirepass",
+        "s3cret-redis-password",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let Some((_redis, _plain)) = start_redis_with(&data, None, &args) else {
+        return;
+    };
+    let setup = setup.client(&format!(
+        "\n[state]\nstore = \"redis\"\nredis_url = \"rediss://localhost:{tls_port}/0\"\nredis_ca = [\"ca1.pem\"]\nredis_password_env = \"TEST_REDIS_PASSWORD\"\n"
+    ));
+    let config = setup.write();
+    let mut served = Served::command(
+        Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+            .env(KEY_ENV, state_key())
+            .env("TEST_REDIS_PASSWORD", "s3cret-redis-password")
+            .args(["--log-format", "json", "serve", "-c"])
+            .arg(&config),
+    );
+    let admin = served.addr("admin listener ready");
+    let addr = served.addr("mTLS listener ready");
+    let url = format!("https://localhost:{}/token", addr.port());
+    for _ in 0..2 {
+        let answer = client_for(Some("client"), false)
+            .post_form(&url, &form(PKI_CLIENT))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(
+        upstream.forms().len(),
+        1,
+        "the second token came from Redis over TLS"
+    );
+    let metrics = http_get(&format!("http://{admin}/metrics")).await.1;
+    assert_metric(&metrics, "mtls_gateway_state_store_up", 1.0);
+    assert_metric(&metrics, "mtls_gateway_token_cache_hits_total", 1.0);
+    served.signal("TERM");
+    served.wait_exit();
+    assert!(!served.seen().join("\n").contains("s3cret-redis-password"));
 }
