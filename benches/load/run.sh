@@ -4,6 +4,8 @@
 # Method and targets: ../shared/BENCH.md; results go to docs/performance.md.
 #
 #   benches/load/run.sh            (PHASE_SECONDS=10 CONCURRENCY=32 IDLE_CONNECTIONS=10000)
+#   ONLY="newconn keepalive"       phases of the fresh run and of nginx
+#   MODES="cache cache_redis"      which gateway runs (default: fresh reuse cache cache_redis)
 #
 # Loopback only; bounded in time (about 3 minutes plus the release build); stops only what it
 # started. Server side (gateway or nginx) on core 0; load generator and upstream on core 1.
@@ -99,12 +101,15 @@ run_gateway() { # label, then phases...
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+MODES=${MODES:-fresh reuse cache cache_redis}
+wants() { [[ " $MODES " == *" $1 "* ]]; }
+
 echo "== mtls-gateway (fresh assertion per request)"
 GENERIC="[upstreams.bench]
 type = \"generic\"
 token_endpoint = \"https://127.0.0.1:$UPORT/token\""
 gateway_config "$GENERIC" ""
-run_gateway fresh ${ONLY:-nagle1 nagle2 newconn keepalive c1 idle}
+! wants fresh || run_gateway fresh ${ONLY:-nagle1 nagle2 newconn keepalive c1 idle}
 
 echo "== mtls-gateway (reuse_assertion = true)"
 gateway_config "[upstreams.bench]
@@ -112,11 +117,25 @@ type = \"entra\"
 authority = \"https://127.0.0.1:$UPORT\"
 tenant = \"bench\"
 reuse_assertion = true" ""
-[ -n "${ONLY:-}" ] || run_gateway reuse newconn keepalive
+! wants reuse || [ -n "${ONLY:-}" ] || run_gateway reuse newconn keepalive
 
 echo "== mtls-gateway (cache_tokens = true)"
 gateway_config "$GENERIC" "cache_tokens = true"
-[ -n "${ONLY:-}" ] || run_gateway cache keepalive
+! wants cache || run_gateway cache keepalive
+
+if wants cache_redis && command -v redis-server >/dev/null 2>&1; then
+  echo "== mtls-gateway (cache_tokens = true, [state] on redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-))"
+  RPORT=$(free_port)
+  taskset -c 1 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >/dev/null &
+  started+=($!)
+  wait_port "$RPORT"
+  gateway_config "$GENERIC" "cache_tokens = true
+
+[state]
+store = \"redis\"
+redis_url = \"redis://127.0.0.1:$RPORT/0\""
+  MTLS_GATEWAY_STATE_KEY=$(head -c 32 /dev/urandom | base64) run_gateway cache_redis keepalive
+fi
 
 echo "== nginx $(nginx -v 2>&1 | sed 's/.*\///') (terminates mTLS, forwards; signs nothing)"
 mkdir -p "$work/nginx"
@@ -199,6 +218,7 @@ line("newconn, server CPU µs/request (reuse_assertion)", get("gateway", "reuse"
 line("keepalive, req/s (fresh assertion)", get("gateway", "fresh", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 1,900 req/s (0.8 × signing floor)")
 line("keepalive, req/s (reuse_assertion)", get("gateway", "reuse", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.5 ×")
 line("keepalive, req/s (token cache hit)", get("gateway", "cache", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.8 ×")
+line("keepalive, req/s (token cache hit, [state] on Redis)", get("gateway", "cache_redis", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.5 ×")
 line("keepalive, server CPU µs/request (fresh)", get("gateway", "fresh", "keepalive", C), n_ka, "cpu_us_per_req", "{:.0f} µs", "—")
 for m, what in (("nagle1", "one write"), ("nagle2", "head and body in two writes")):
     g, n = get("gateway", "fresh", m), get("nginx", "reference", m)
