@@ -684,3 +684,30 @@ async fn metadata_advertises_bound_tokens_and_introspection() {
     assert!(doc.get("introspection_endpoint").is_none());
     plain.stop().await;
 }
+
+#[tokio::test]
+async fn the_decision_listener_closes_connections_that_send_nothing() {
+    let h = bound_setup("", "")
+        .limits("header_read_timeout = \"1s\"\nidle_timeout = \"2s\"")
+        .start()
+        .await;
+    let started = std::time::Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(authz_addr(&h))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A slow head is cut as well.
+    let mut tcp = tokio::net::TcpStream::connect(authz_addr(&h))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /authz/ HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection was held");
+    h.stop().await;
+}
