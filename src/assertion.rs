@@ -62,11 +62,69 @@ pub enum SignerError {
     /// The certificate could not be read.
     #[error("the certificate cannot be read: {0}")]
     BadCertificate(String),
+    /// The federated token file cannot be used.
+    #[error("federated token file {0}")]
+    Federated(String),
+}
+
+/// What produces the assertions of one credential.
+enum Backend {
+    /// An RSA key held in this process (a key file or PKCS#12).
+    Local(RsaKeyPair),
+    /// Entra workload identity federation: the assertion is a token from a file (SPEC §12).
+    Federated(FederatedToken),
+}
+
+/// A federated token file (Kubernetes projected service-account token), re-read when it
+/// changes: Kubernetes rotates it by swapping the `..data` symlink, an atomic rename.
+pub struct FederatedToken {
+    /// The file.
+    pub path: std::path::PathBuf,
+    held: std::sync::Mutex<Option<(FileStamp, std::sync::Arc<str>)>>,
+}
+
+/// What identifies a file's content cheaply (size, modification time, inode), following
+/// symlinks.
+type FileStamp = (u64, Option<std::time::SystemTime>, u64);
+
+fn stamp(path: &std::path::Path) -> std::io::Result<FileStamp> {
+    let m = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Ok((m.len(), m.modified().ok(), inode))
+}
+
+impl FederatedToken {
+    /// The token now: the held one while the file is unchanged, else the file read again.
+    pub fn current(&self) -> Result<std::sync::Arc<str>, SignerError> {
+        let unreadable =
+            |e: std::io::Error| SignerError::Federated(format!("{}: {e}", self.path.display()));
+        let now = stamp(&self.path).map_err(unreadable)?;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, token)) = held.as_ref() {
+            if *at == now {
+                return Ok(token.clone());
+            }
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(unreadable)?;
+        let token = text.trim();
+        if token.is_empty() || token.len() > 64 * 1024 || token.contains(char::is_whitespace) {
+            return Err(SignerError::Federated(format!(
+                "{} does not hold one token",
+                self.path.display()
+            )));
+        }
+        let token: std::sync::Arc<str> = token.into();
+        *held = Some((now, token.clone()));
+        Ok(token)
+    }
 }
 
 /// Signs client assertions for one app-registration credential.
 pub struct Signer {
-    key: RsaKeyPair,
+    backend: Backend,
     alg: Alg,
     rng: SystemRandom,
     /// base64url of the JSON header, ending with `.`.
@@ -84,10 +142,12 @@ pub struct Signer {
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Signer")
-            .field("alg", &self.alg)
-            .field("x5t", &self.x5t)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Signer");
+        d.field("alg", &self.alg).field("x5t", &self.x5t);
+        if let Backend::Federated(t) = &self.backend {
+            d.field("federated_token_file", &t.path);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
@@ -176,7 +236,7 @@ impl Signer {
         let mut header_b64 = URL_SAFE_NO_PAD.encode(header_json);
         header_b64.push('.');
         Ok(Self {
-            key,
+            backend: Backend::Local(key),
             alg,
             rng: SystemRandom::new(),
             header_b64,
@@ -185,6 +245,34 @@ impl Signer {
             x5t_s256,
             not_after,
         })
+    }
+
+    /// A credential whose assertion is the token in `path` (workload identity federation):
+    /// nothing is signed, there is no certificate. The file must hold a token now.
+    pub fn federated(path: std::path::PathBuf) -> Result<Self, SignerError> {
+        let token = FederatedToken {
+            path,
+            held: std::sync::Mutex::new(None),
+        };
+        token.current()?;
+        Ok(Self {
+            backend: Backend::Federated(token),
+            alg: Alg::Rs256,
+            rng: SystemRandom::new(),
+            header_b64: String::new(),
+            cert: CertificateDer::from(Vec::new()),
+            x5t: String::new(),
+            x5t_s256: String::new(),
+            not_after: i64::MAX,
+        })
+    }
+
+    /// The federated token file, when this credential is one.
+    pub fn federated_token(&self) -> Option<&FederatedToken> {
+        match &self.backend {
+            Backend::Federated(t) => Some(t),
+            Backend::Local(_) => None,
+        }
     }
 
     /// The signature algorithm.
@@ -209,6 +297,15 @@ impl Signer {
         aud: &str,
         now: u64,
     ) -> Result<String, aws_lc_rs::error::Unspecified> {
+        let key = match &self.backend {
+            Backend::Local(key) => key,
+            Backend::Federated(t) => {
+                return t
+                    .current()
+                    .map(|t| t.to_string())
+                    .map_err(|_| aws_lc_rs::error::Unspecified)
+            }
+        };
         let jti = uuid_v4(&self.rng)?;
         let claims = Claims {
             aud,
@@ -228,9 +325,8 @@ impl Signer {
             Alg::Rs256 => &signature::RSA_PKCS1_SHA256,
             Alg::Ps256 => &signature::RSA_PSS_SHA256,
         };
-        let mut sig = vec![0u8; self.key.public_modulus_len()];
-        self.key
-            .sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
+        let mut sig = vec![0u8; key.public_modulus_len()];
+        key.sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
         Ok(jwt)

@@ -46,6 +46,13 @@ pub fn summary(config: &Config) -> String {
         ));
     }
     for (name, c) in &config.credentials {
+        if let Some(t) = c.federated_token() {
+            out.push_str(&format!(
+                "credential {name}: federated token file {}\n",
+                t.path.display()
+            ));
+            continue;
+        }
         out.push_str(&format!(
             "credential {name}: {} x5t={} expires {}\n",
             c.alg().as_str(),
@@ -194,7 +201,7 @@ pub async fn mock_idp(
     for (client_id, cert) in clients {
         let bytes = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
         for c in config::parse_certs(&bytes)? {
-            registrations.push((client_id.clone(), c));
+            registrations.push((client_id.clone(), Some(c)));
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)

@@ -138,6 +138,8 @@ async fn start_idps(
         let idp = Arc::new(
             Idp::new(tenant, &authority, registrations(config, name)).map_err(StartError::Setup)?,
         );
+        idp.set_federated(&spec.federated)
+            .map_err(StartError::Setup)?;
         tracing::info!(upstream = %name, %authority, tenant = %tenant, "embedded identity provider listening");
         tasks.push(tokio::spawn(crate::idp::serve(
             listener,

@@ -481,7 +481,9 @@ impl Metrics {
             }
         }
         for (name, signer) in &config.credentials {
-            set("credential", name.clone(), signer.not_after);
+            if signer.federated_token().is_none() {
+                set("credential", name.clone(), signer.not_after);
+            }
         }
     }
 }

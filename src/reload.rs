@@ -77,6 +77,12 @@ impl Reloader {
                         .idp
                         .set_registrations(registrations(&gateway.config, name))
                         .map_err(ReloadError::Setup)?;
+                    if let Some(spec) = gateway.config.upstreams.get(name) {
+                        embedded
+                            .idp
+                            .set_federated(&spec.federated)
+                            .map_err(ReloadError::Setup)?;
+                    }
                 }
                 self.metrics.set_expiry(&gateway.config);
                 self.metrics.prime(&gateway.config);
@@ -120,12 +126,19 @@ impl Reloader {
 pub(crate) fn registrations(
     config: &Config,
     upstream: &str,
-) -> Vec<(String, CertificateDer<'static>)> {
+) -> Vec<(String, Option<CertificateDer<'static>>)> {
     config
         .registry
         .iter()
         .filter(|r| r.upstream == upstream)
-        .map(|r| (r.client_id.clone(), r.credential.cert.clone()))
+        .map(|r| {
+            let cert = r
+                .credential
+                .federated_token()
+                .is_none()
+                .then(|| r.credential.cert.clone());
+            (r.client_id.clone(), cert)
+        })
         .collect()
 }
 

@@ -15,6 +15,8 @@ mod cli;
 mod config;
 #[path = "gateway/examples.rs"]
 mod examples;
+#[path = "gateway/federated.rs"]
+mod federated;
 #[path = "gateway/front_proxy.rs"]
 mod front_proxy;
 #[path = "gateway/fuzzing.rs"]

@@ -162,6 +162,24 @@ pub struct UpstreamSpec {
     pub ca: Vec<CertificateDer<'static>>,
     /// Reuse one signed assertion per client until near `exp` (Entra only).
     pub reuse_assertion: bool,
+    /// `[[upstreams.NAME.federated]]` (embedded only): federated credentials it accepts.
+    pub federated: Vec<FederatedCredential>,
+}
+
+/// Audience of Entra workload identity federation tokens.
+pub const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
+
+/// A federated identity credential the embedded identity provider trusts (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedCredential {
+    /// `iss` of the external tokens (e.g. the AKS cluster's OIDC issuer).
+    pub issuer: String,
+    /// `sub` (e.g. `system:serviceaccount:NAMESPACE:NAME`).
+    pub subject: String,
+    /// `aud` (default `api://AzureADTokenExchange`).
+    pub audience: String,
+    /// The issuer's JWKS document.
+    pub jwks: Vec<u8>,
 }
 
 /// The kinds of upstream.

@@ -114,6 +114,17 @@ pub(super) struct RawUpstream {
     #[serde(default)]
     pub(super) reuse_assertion: bool,
     pub(super) listen: Option<String>,
+    #[serde(default)]
+    pub(super) federated: Vec<RawFederated>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFederated {
+    pub(super) issuer: String,
+    pub(super) subject: String,
+    pub(super) audience: Option<String>,
+    pub(super) jwks: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +135,7 @@ pub(super) struct RawCredential {
     pub(super) pkcs12: Option<PathBuf>,
     pub(super) pkcs12_password_env: Option<String>,
     pub(super) alg: Option<String>,
+    pub(super) federated_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

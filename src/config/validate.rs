@@ -513,12 +513,36 @@ impl Cx {
                 "Entra only: the embedded identity provider refuses a replayed jti",
             );
         }
+        let mut federated = Vec::new();
+        for (i, f) in u.federated.into_iter().enumerate() {
+            let fkey = format!("{key}.federated[{i}]");
+            if !matches!(kind, UpstreamKind::Embedded { .. }) {
+                self.problem(&fkey, "federated credentials are configured on the app registration in Entra; here only for an embedded identity provider");
+                continue;
+            }
+            let Some(jwks) = self.read(&format!("{fkey}.jwks"), &f.jwks) else {
+                continue;
+            };
+            if let Err(e) = crate::jwt::KeySet::from_json(&jwks) {
+                self.problem(&format!("{fkey}.jwks"), e);
+                continue;
+            }
+            federated.push(FederatedCredential {
+                issuer: f.issuer,
+                subject: f.subject,
+                audience: f
+                    .audience
+                    .unwrap_or_else(|| FEDERATION_AUDIENCE.to_string()),
+                jwks,
+            });
+        }
         Some(UpstreamSpec {
             name: name.to_string(),
             kind,
             timeout,
             ca,
             reuse_assertion: u.reuse_assertion,
+            federated,
         })
     }
 
@@ -542,6 +566,22 @@ impl Cx {
                 }
             },
         };
+        if let Some(file) = c.federated_token_file {
+            if c.cert.is_some() || c.key.is_some() || c.pkcs12.is_some() {
+                self.problem(
+                    &key,
+                    "federated_token_file replaces cert and key (or pkcs12): give one of them",
+                );
+                return None;
+            }
+            return match Signer::federated(self.path(&file)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.problem(&format!("{key}.federated_token_file"), e);
+                    None
+                }
+            };
+        }
         let (cert, private_key) = match (c.cert, c.key, c.pkcs12) {
             (Some(cert), Some(k), None) => {
                 let certs = self.certs(&format!("{key}.cert"), &cert);

@@ -1,6 +1,7 @@
 //! The embedded Entra-compatible identity provider: Entra's v2.0 layout, strict the way Entra
 //! is, reached over real HTTPS. Used by the shipped `gateway.toml`, `demo` and the tests.
 
+pub mod federated;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ pub struct Idp {
     kid: String,
     rng: SystemRandom,
     replay: Mutex<ReplayCache>,
+    federated: ArcSwap<Vec<federated::Federated>>,
 }
 
 impl std::fmt::Debug for Idp {
@@ -62,7 +64,7 @@ impl Idp {
     pub fn new(
         tenant: &str,
         authority: &str,
-        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
     ) -> Result<Self, String> {
         let clients = Self::keys(registrations)?;
         let signing_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
@@ -77,23 +79,39 @@ impl Idp {
             kid,
             rng,
             replay: Mutex::new(ReplayCache::default()),
+            federated: ArcSwap::from_pointee(Vec::new()),
         })
+    }
+
+    /// Replaces the federated identity credentials it accepts (`[[upstreams.NAME.federated]]`).
+    pub fn set_federated(
+        &self,
+        credentials: &[crate::config::FederatedCredential],
+    ) -> Result<(), String> {
+        self.federated
+            .store(Arc::new(federated::load(credentials)?));
+        Ok(())
     }
 
     /// Replaces the trusted (client_id, credential certificate) pairs (on configuration reload).
     pub fn set_registrations(
         &self,
-        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
     ) -> Result<(), String> {
         self.clients.store(Arc::new(Self::keys(registrations)?));
         Ok(())
     }
 
     fn keys(
-        registrations: impl IntoIterator<Item = (String, CertificateDer<'static>)>,
+        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
     ) -> Result<HashMap<String, Vec<RegisteredKey>>, String> {
         let mut clients: HashMap<String, Vec<RegisteredKey>> = HashMap::new();
         for (client_id, cert) in registrations {
+            // A client with a federated credential only: registered, no certificate.
+            let Some(cert) = cert else {
+                clients.entry(client_id).or_default();
+                continue;
+            };
             let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
                 .map_err(|e| format!("credential certificate of {client_id}: {e}"))?;
             clients.entry(client_id).or_default().push(RegisteredKey {
@@ -218,12 +236,18 @@ impl Idp {
             self.token_endpoint()
         };
         let t = now();
-        let verified = verify_assertion(assertion, client_id, &audience, keys, t)?;
-        let fresh = self
-            .replay
-            .lock()
-            .map(|mut r| r.first_use(&verified.jti, verified.exp, t))
-            .unwrap_or(false);
+        let fed = self.federated.load();
+        let fresh = if !fed.is_empty() && federated::is_federated(assertion, client_id) {
+            // A federated token is reused for its whole lifetime: no jti check (as Entra).
+            federated::verify(assertion, &fed, t)?;
+            true
+        } else {
+            let verified = verify_assertion(assertion, client_id, &audience, keys, t)?;
+            self.replay
+                .lock()
+                .map(|mut r| r.first_use(&verified.jti, verified.exp, t))
+                .unwrap_or(false)
+        };
         if !fresh {
             return Err(bad(
                 50027,

@@ -406,7 +406,7 @@ async fn forward(
     form: &Form<'_>,
     audit: &mut Audit,
 ) -> Result<crate::upstream::UpstreamResponse, GatewayError> {
-    let signed = if upstream.spec.reuse_assertion {
+    let signed = if upstream.spec.reuse_assertion && reg.credential.federated_token().is_none() {
         reg.state
             .assertions
             .get(&reg.credential, client_id, url, now_secs() as u64)
