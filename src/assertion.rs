@@ -62,6 +62,9 @@ pub enum SignerError {
     /// The certificate could not be read.
     #[error("the certificate cannot be read: {0}")]
     BadCertificate(String),
+    /// A key outside the process (HSM) failed.
+    #[error("{0}")]
+    Remote(String),
     /// The federated token file cannot be used.
     #[error("federated token file {0}")]
     Federated(String),
@@ -73,6 +76,8 @@ enum Backend {
     Local(RsaKeyPair),
     /// Entra workload identity federation: the assertion is a token from a file (SPEC §12).
     Federated(FederatedToken),
+    /// A key on a PKCS#11 token: it signs inside the device.
+    Pkcs11(crate::pkcs11::Pkcs11Key),
 }
 
 /// A federated token file (Kubernetes projected service-account token), re-read when it
@@ -217,24 +222,7 @@ impl Signer {
         let not_after = parsed.validity().not_after.timestamp();
         let x5t = identity::x5t(cert.as_ref());
         let x5t_s256 = identity::x5t_s256(cert.as_ref());
-        let header = match alg {
-            Alg::Rs256 => Header {
-                alg: alg.as_str(),
-                typ: "JWT",
-                x5t: Some(&x5t),
-                x5t_s256: None,
-            },
-            Alg::Ps256 => Header {
-                alg: alg.as_str(),
-                typ: "JWT",
-                x5t: None,
-                x5t_s256: Some(&x5t_s256),
-            },
-        };
-        let header_json =
-            serde_json::to_vec(&header).map_err(|e| SignerError::NotRsa(e.to_string()))?;
-        let mut header_b64 = URL_SAFE_NO_PAD.encode(header_json);
-        header_b64.push('.');
+        let header_b64 = header_b64(&cert, alg)?;
         Ok(Self {
             backend: Backend::Local(key),
             alg,
@@ -267,11 +255,53 @@ impl Signer {
         })
     }
 
+    /// A signer whose key is on a PKCS#11 token; `cert` is the credential certificate
+    /// registered in Entra. A test signature is verified against the certificate, so that a
+    /// key that does not match it is found before serving.
+    pub fn pkcs11(
+        cert: CertificateDer<'static>,
+        key: crate::pkcs11::Pkcs11Key,
+        alg: Alg,
+    ) -> Result<Self, SignerError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
+        let public = parsed.public_key().subject_public_key.data.to_vec();
+        let not_after = parsed.validity().not_after.timestamp();
+        let signer = Self {
+            backend: Backend::Pkcs11(key),
+            alg,
+            rng: SystemRandom::new(),
+            header_b64: header_b64(&cert, alg)?,
+            x5t: identity::x5t(cert.as_ref()),
+            x5t_s256: identity::x5t_s256(cert.as_ref()),
+            cert,
+            not_after,
+        };
+        let probe = signer
+            .sign_at("mtls-gateway-check", "https://check.invalid/token", 0)
+            .map_err(|_| SignerError::Remote("the test signature failed".into()))?;
+        let (signed, sig) = probe.rsplit_once('.').unwrap_or_default();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+        let params: &dyn signature::VerificationAlgorithm = match alg {
+            Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+        };
+        signature::UnparsedPublicKey::new(params, &public)
+            .verify(signed.as_bytes(), &sig)
+            .map_err(|_| SignerError::Mismatch)?;
+        Ok(signer)
+    }
+
+    /// Whether the key signs outside this process (an HSM, a vault).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.backend, Backend::Pkcs11(_))
+    }
+
     /// The federated token file, when this credential is one.
     pub fn federated_token(&self) -> Option<&FederatedToken> {
         match &self.backend {
             Backend::Federated(t) => Some(t),
-            Backend::Local(_) => None,
+            Backend::Local(_) | Backend::Pkcs11(_) => None,
         }
     }
 
@@ -297,15 +327,12 @@ impl Signer {
         aud: &str,
         now: u64,
     ) -> Result<String, aws_lc_rs::error::Unspecified> {
-        let key = match &self.backend {
-            Backend::Local(key) => key,
-            Backend::Federated(t) => {
-                return t
-                    .current()
-                    .map(|t| t.to_string())
-                    .map_err(|_| aws_lc_rs::error::Unspecified)
-            }
-        };
+        if let Backend::Federated(t) = &self.backend {
+            return t
+                .current()
+                .map(|t| t.to_string())
+                .map_err(|_| aws_lc_rs::error::Unspecified);
+        }
         let jti = uuid_v4(&self.rng)?;
         let claims = Claims {
             aud,
@@ -321,16 +348,57 @@ impl Signer {
             String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 350);
         jwt.push_str(&self.header_b64);
         URL_SAFE_NO_PAD.encode_string(claims_json, &mut jwt);
-        let padding: &'static dyn signature::RsaEncoding = match self.alg {
-            Alg::Rs256 => &signature::RSA_PKCS1_SHA256,
-            Alg::Ps256 => &signature::RSA_PSS_SHA256,
+        let sig = match &self.backend {
+            Backend::Local(key) => {
+                let padding: &'static dyn signature::RsaEncoding = match self.alg {
+                    Alg::Rs256 => &signature::RSA_PKCS1_SHA256,
+                    Alg::Ps256 => &signature::RSA_PSS_SHA256,
+                };
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                key.sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
+                sig
+            }
+            Backend::Pkcs11(key) => {
+                let scheme = match self.alg {
+                    Alg::Rs256 => crate::pkcs11::Scheme::Pkcs1Sha256,
+                    Alg::Ps256 => crate::pkcs11::Scheme::PssSha256,
+                };
+                key.sign(scheme, jwt.as_bytes()).map_err(|e| {
+                    tracing::warn!(error = %e, "PKCS#11 signature failed");
+                    aws_lc_rs::error::Unspecified
+                })?
+            }
+            Backend::Federated(_) => return Err(aws_lc_rs::error::Unspecified),
         };
-        let mut sig = vec![0u8; key.public_modulus_len()];
-        key.sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
         Ok(jwt)
     }
+}
+
+/// The base64url JSON header of SPEC §6 for `cert` and `alg`, ending with `.`.
+fn header_b64(cert: &CertificateDer<'_>, alg: Alg) -> Result<String, SignerError> {
+    let x5t = identity::x5t(cert.as_ref());
+    let x5t_s256 = identity::x5t_s256(cert.as_ref());
+    let header = match alg {
+        Alg::Rs256 => Header {
+            alg: alg.as_str(),
+            typ: "JWT",
+            x5t: Some(&x5t),
+            x5t_s256: None,
+        },
+        Alg::Ps256 => Header {
+            alg: alg.as_str(),
+            typ: "JWT",
+            x5t: None,
+            x5t_s256: Some(&x5t_s256),
+        },
+    };
+    let header_json =
+        serde_json::to_vec(&header).map_err(|e| SignerError::NotRsa(e.to_string()))?;
+    let mut header_b64 = URL_SAFE_NO_PAD.encode(header_json);
+    header_b64.push('.');
+    Ok(header_b64)
 }
 
 /// A random (version 4) UUID, lower-case hyphenated.

@@ -51,6 +51,7 @@ pub mod listener;
 pub mod metadata;
 pub mod metrics;
 pub mod net;
+pub mod pkcs11;
 pub mod pki;
 pub mod registry;
 pub mod reload;

@@ -37,6 +37,8 @@ mod metadata;
 mod nginx;
 #[path = "gateway/operations.rs"]
 mod operations;
+#[path = "gateway/pkcs11.rs"]
+mod pkcs11;
 #[path = "gateway/redis.rs"]
 mod redis;
 #[path = "gateway/reuse_and_cache.rs"]

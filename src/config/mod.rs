@@ -20,6 +20,7 @@ use crate::trust::{Anchors, ClientTrust};
 
 mod binding;
 mod clients;
+mod credentials;
 mod raw;
 mod state;
 mod validate;
@@ -162,6 +163,8 @@ pub struct UpstreamSpec {
     pub ca: Vec<CertificateDer<'static>>,
     /// Reuse one signed assertion per client until near `exp` (Entra only).
     pub reuse_assertion: bool,
+    /// Whether `reuse_assertion` was written (else remote signers reuse by default on Entra).
+    pub reuse_explicit: bool,
     /// `[[upstreams.NAME.federated]]` (embedded only): federated credentials it accepts.
     pub federated: Vec<FederatedCredential>,
 }

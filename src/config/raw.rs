@@ -111,8 +111,7 @@ pub(super) struct RawUpstream {
     pub(super) timeout: Option<String>,
     #[serde(default)]
     pub(super) ca: Vec<PathBuf>,
-    #[serde(default)]
-    pub(super) reuse_assertion: bool,
+    pub(super) reuse_assertion: Option<bool>,
     pub(super) listen: Option<String>,
     #[serde(default)]
     pub(super) federated: Vec<RawFederated>,
@@ -136,6 +135,16 @@ pub(super) struct RawCredential {
     pub(super) pkcs12_password_env: Option<String>,
     pub(super) alg: Option<String>,
     pub(super) federated_token_file: Option<PathBuf>,
+    pub(super) pkcs11: Option<RawPkcs11>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPkcs11 {
+    pub(super) module: String,
+    pub(super) token_label: String,
+    pub(super) key_label: String,
+    pub(super) pin_env: String,
 }
 
 #[derive(Debug, Deserialize)]

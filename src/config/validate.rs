@@ -461,7 +461,7 @@ impl Cx {
                 misplaced("tenant", u.tenant.is_some(), "generic");
                 misplaced("authority", u.authority.is_some(), "generic");
                 misplaced("listen", u.listen.is_some(), "generic");
-                if u.reuse_assertion {
+                if u.reuse_assertion == Some(true) {
                     self.problem(
                         &format!("{key}.reuse_assertion"),
                         "Entra only: generic identity providers may refuse a replayed jti",
@@ -507,7 +507,7 @@ impl Cx {
                 return None;
             }
         };
-        if u.reuse_assertion && matches!(kind, UpstreamKind::Embedded { .. }) {
+        if u.reuse_assertion == Some(true) && matches!(kind, UpstreamKind::Embedded { .. }) {
             self.problem(
                 &format!("{key}.reuse_assertion"),
                 "Entra only: the embedded identity provider refuses a replayed jti",
@@ -541,99 +541,10 @@ impl Cx {
             kind,
             timeout,
             ca,
-            reuse_assertion: u.reuse_assertion,
+            reuse_assertion: u.reuse_assertion == Some(true),
+            reuse_explicit: u.reuse_assertion.is_some(),
             federated,
         })
-    }
-
-    pub(super) fn credential(
-        &mut self,
-        name: &str,
-        c: RawCredential,
-        env: &dyn Env,
-    ) -> Option<Signer> {
-        let key = format!("credentials.{name}");
-        let alg = match c.alg.as_deref() {
-            None => Alg::Rs256,
-            Some(s) => match Alg::parse(s) {
-                Some(a) => a,
-                None => {
-                    self.problem(
-                        &format!("{key}.alg"),
-                        format!("\"{s}\" is not \"RS256\" or \"PS256\""),
-                    );
-                    return None;
-                }
-            },
-        };
-        if let Some(file) = c.federated_token_file {
-            if c.cert.is_some() || c.key.is_some() || c.pkcs12.is_some() {
-                self.problem(
-                    &key,
-                    "federated_token_file replaces cert and key (or pkcs12): give one of them",
-                );
-                return None;
-            }
-            return match Signer::federated(self.path(&file)) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.problem(&format!("{key}.federated_token_file"), e);
-                    None
-                }
-            };
-        }
-        let (cert, private_key) = match (c.cert, c.key, c.pkcs12) {
-            (Some(cert), Some(k), None) => {
-                let certs = self.certs(&format!("{key}.cert"), &cert);
-                let pk = self.private_key(&format!("{key}.key"), &k);
-                let Some(leaf) = certs.into_iter().next() else {
-                    if self.path(&cert).exists() {
-                        self.problem(&format!("{key}.cert"), "holds no certificate");
-                    }
-                    return None;
-                };
-                (leaf, pk?)
-            }
-            (None, None, Some(p12)) => {
-                let Some(var) = c.pkcs12_password_env else {
-                    self.problem(
-                        &format!("{key}.pkcs12_password_env"),
-                        "required with pkcs12: the environment variable that holds the password",
-                    );
-                    return None;
-                };
-                let Some(password) = env.var(&var) else {
-                    self.problem(
-                        &format!("{key}.pkcs12_password_env"),
-                        format!("environment variable {var} is not set"),
-                    );
-                    return None;
-                };
-                self.check_private(&format!("{key}.pkcs12"), &p12);
-                let bytes = self.read(&format!("{key}.pkcs12"), &p12)?;
-                match read_pkcs12(&bytes, &password) {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        self.problem(&format!("{key}.pkcs12"), e);
-                        return None;
-                    }
-                }
-            }
-            _ => {
-                self.problem(
-                    &key,
-                    "give either cert and key, or pkcs12 (with pkcs12_password_env)",
-                );
-                return None;
-            }
-        };
-        match Signer::new(cert, &private_key, alg) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                self.problem(&key, e);
-                None
-            }
-        }
     }
 }
 

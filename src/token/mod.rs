@@ -406,7 +406,15 @@ async fn forward(
     form: &Form<'_>,
     audit: &mut Audit,
 ) -> Result<crate::upstream::UpstreamResponse, GatewayError> {
-    let signed = if upstream.spec.reuse_assertion && reg.credential.federated_token().is_none() {
+    // Remote signers (HSM) reuse by default on Entra: each signature costs a device round trip.
+    let reuse = upstream.spec.reuse_assertion
+        || (!upstream.spec.reuse_explicit
+            && reg.credential.is_remote()
+            && matches!(
+                upstream.spec.kind,
+                crate::config::UpstreamKind::Entra { .. }
+            ));
+    let signed = if reuse && reg.credential.federated_token().is_none() {
         reg.state
             .assertions
             .get(&reg.credential, client_id, url, now_secs() as u64)

@@ -1,0 +1,145 @@
+//! `[credentials.NAME]`: where the signing key of an app-registration credential lives
+//! (SPEC §3, §12): a key file, PKCS#12, a PKCS#11 token, or a federated token file.
+
+use super::raw::RawCredential;
+use super::validate::Cx;
+use super::*;
+
+impl Cx {
+    pub(super) fn credential(
+        &mut self,
+        name: &str,
+        c: RawCredential,
+        env: &dyn Env,
+    ) -> Option<Signer> {
+        let key = format!("credentials.{name}");
+        let alg = match c.alg.as_deref() {
+            None => Alg::Rs256,
+            Some(s) => match Alg::parse(s) {
+                Some(a) => a,
+                None => {
+                    self.problem(
+                        &format!("{key}.alg"),
+                        format!("\"{s}\" is not \"RS256\" or \"PS256\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        if c.pkcs11.is_some() {
+            return self.pkcs11_credential(&key, c, alg, env);
+        }
+        if c.federated_token_file.is_some() {
+            return self.federated_credential(&key, c);
+        }
+        let (cert, private_key) = match (c.cert, c.key, c.pkcs12) {
+            (Some(cert), Some(k), None) => {
+                let certs = self.certs(&format!("{key}.cert"), &cert);
+                let pk = self.private_key(&format!("{key}.key"), &k);
+                let Some(leaf) = certs.into_iter().next() else {
+                    if self.path(&cert).exists() {
+                        self.problem(&format!("{key}.cert"), "holds no certificate");
+                    }
+                    return None;
+                };
+                (leaf, pk?)
+            }
+            (None, None, Some(p12)) => {
+                let Some(var) = c.pkcs12_password_env else {
+                    self.problem(
+                        &format!("{key}.pkcs12_password_env"),
+                        "required with pkcs12: the environment variable that holds the password",
+                    );
+                    return None;
+                };
+                let Some(password) = env.var(&var) else {
+                    self.problem(
+                        &format!("{key}.pkcs12_password_env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    return None;
+                };
+                self.check_private(&format!("{key}.pkcs12"), &p12);
+                let bytes = self.read(&format!("{key}.pkcs12"), &p12)?;
+                match read_pkcs12(&bytes, &password) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        self.problem(&format!("{key}.pkcs12"), e);
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                self.problem(
+                    &key,
+                    "give either cert and key, or pkcs12 (with pkcs12_password_env)",
+                );
+                return None;
+            }
+        };
+        match Signer::new(cert, &private_key, alg) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(&key, e);
+                None
+            }
+        }
+    }
+
+    fn pkcs11_credential(
+        &mut self,
+        key: &str,
+        c: RawCredential,
+        alg: Alg,
+        env: &dyn Env,
+    ) -> Option<Signer> {
+        let p = c.pkcs11.as_ref()?;
+        let Some(cert_path) = c
+            .cert
+            .as_ref()
+            .filter(|_| c.key.is_none() && c.pkcs12.is_none() && c.federated_token_file.is_none())
+        else {
+            self.problem(key, "pkcs11 needs cert (the certificate registered in Entra) and replaces key, pkcs12 and federated_token_file");
+            return None;
+        };
+        let leaf = self
+            .certs(&format!("{key}.cert"), cert_path)
+            .into_iter()
+            .next()?;
+        let Some(pin) = env.var(&p.pin_env).filter(|v| !v.is_empty()) else {
+            self.problem(
+                &format!("{key}.pkcs11.pin_env"),
+                format!("the variable {} is not set", p.pin_env),
+            );
+            return None;
+        };
+        let opened = crate::pkcs11::Pkcs11Key::open(&p.module, &p.token_label, &p.key_label, pin)
+            .map_err(crate::assertion::SignerError::Remote)
+            .and_then(|hsm| Signer::pkcs11(leaf, hsm, alg));
+        match opened {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(&format!("{key}.pkcs11"), e);
+                None
+            }
+        }
+    }
+
+    fn federated_credential(&mut self, key: &str, c: RawCredential) -> Option<Signer> {
+        let file = c.federated_token_file.as_ref()?;
+        if c.cert.is_some() || c.key.is_some() || c.pkcs12.is_some() {
+            self.problem(
+                key,
+                "federated_token_file replaces cert and key (or pkcs12): give one of them",
+            );
+            return None;
+        }
+        match Signer::federated(self.path(file)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(&format!("{key}.federated_token_file"), e);
+                None
+            }
+        }
+    }
+}
