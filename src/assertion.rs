@@ -78,6 +78,15 @@ enum Backend {
     Federated(FederatedToken),
     /// A key on a PKCS#11 token: it signs inside the device.
     Pkcs11(crate::pkcs11::Pkcs11Key),
+    /// A key in Azure Key Vault / Managed HSM: it signs in the vault.
+    Vault(Box<crate::keyvault::VaultKey>),
+}
+
+/// Why no assertion could be made; `retry_after` when the signer asked to wait (Key Vault 429).
+#[derive(Debug, Clone)]
+pub struct SignFailure {
+    /// Seconds to wait, when known.
+    pub retry_after: Option<u64>,
 }
 
 /// A federated token file (Kubernetes projected service-account token), re-read when it
@@ -292,16 +301,106 @@ impl Signer {
         Ok(signer)
     }
 
+    /// A signer whose key is in Key Vault; `cert` is the credential certificate registered
+    /// in Entra (its thumbprint goes in the header).
+    pub fn vault(
+        cert: CertificateDer<'static>,
+        key: crate::keyvault::VaultKey,
+        alg: Alg,
+    ) -> Result<Self, SignerError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
+        let not_after = parsed.validity().not_after.timestamp();
+        Ok(Self {
+            backend: Backend::Vault(Box::new(key)),
+            alg,
+            rng: SystemRandom::new(),
+            header_b64: header_b64(&cert, alg)?,
+            x5t: identity::x5t(cert.as_ref()),
+            x5t_s256: identity::x5t_s256(cert.as_ref()),
+            cert,
+            not_after,
+        })
+    }
+
     /// Whether the key signs outside this process (an HSM, a vault).
     pub fn is_remote(&self) -> bool {
-        matches!(self.backend, Backend::Pkcs11(_))
+        matches!(self.backend, Backend::Pkcs11(_) | Backend::Vault(_))
+    }
+
+    /// An assertion made off the request threads: local and PKCS#11 signatures on the
+    /// blocking pool, Key Vault's over HTTPS, a federated token read from its file.
+    pub async fn sign_async(
+        self: &std::sync::Arc<Self>,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<String, SignFailure> {
+        let fail = SignFailure { retry_after: None };
+        match &self.backend {
+            Backend::Federated(t) => t.current().map(|t| t.to_string()).map_err(|_| fail),
+            Backend::Vault(vault) => {
+                let input = self
+                    .signing_input(client_id, aud, now)
+                    .map_err(|_| fail.clone())?;
+                match vault.sign(self.alg.as_str(), input.as_bytes()).await {
+                    Ok(sig) => {
+                        let mut jwt = input;
+                        jwt.push('.');
+                        URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
+                        Ok(jwt)
+                    }
+                    Err(crate::keyvault::VaultError::Throttled(secs)) => Err(SignFailure {
+                        retry_after: Some(secs),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Key Vault signature failed");
+                        Err(fail)
+                    }
+                }
+            }
+            Backend::Local(_) | Backend::Pkcs11(_) => {
+                let signer = self.clone();
+                let (client_id, aud) = (client_id.to_string(), aud.to_string());
+                tokio::task::spawn_blocking(move || signer.sign_at(&client_id, &aud, now))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .ok_or(fail)
+            }
+        }
+    }
+
+    /// `header.claims` of a fresh assertion, base64url, ready to be signed.
+    fn signing_input(
+        &self,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<String, aws_lc_rs::error::Unspecified> {
+        let jti = uuid_v4(&self.rng)?;
+        let claims = Claims {
+            aud,
+            iss: client_id,
+            sub: client_id,
+            jti: &jti,
+            nbf: now,
+            iat: now,
+            exp: now + LIFETIME_SECS,
+        };
+        let claims_json = serde_json::to_vec(&claims).map_err(|_| aws_lc_rs::error::Unspecified)?;
+        let mut jwt =
+            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 350);
+        jwt.push_str(&self.header_b64);
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut jwt);
+        Ok(jwt)
     }
 
     /// The federated token file, when this credential is one.
     pub fn federated_token(&self) -> Option<&FederatedToken> {
         match &self.backend {
             Backend::Federated(t) => Some(t),
-            Backend::Local(_) | Backend::Pkcs11(_) => None,
+            Backend::Local(_) | Backend::Pkcs11(_) | Backend::Vault(_) => None,
         }
     }
 
@@ -333,21 +432,7 @@ impl Signer {
                 .map(|t| t.to_string())
                 .map_err(|_| aws_lc_rs::error::Unspecified);
         }
-        let jti = uuid_v4(&self.rng)?;
-        let claims = Claims {
-            aud,
-            iss: client_id,
-            sub: client_id,
-            jti: &jti,
-            nbf: now,
-            iat: now,
-            exp: now + LIFETIME_SECS,
-        };
-        let claims_json = serde_json::to_vec(&claims).map_err(|_| aws_lc_rs::error::Unspecified)?;
-        let mut jwt =
-            String::with_capacity(self.header_b64.len() + claims_json.len() * 4 / 3 + 350);
-        jwt.push_str(&self.header_b64);
-        URL_SAFE_NO_PAD.encode_string(claims_json, &mut jwt);
+        let mut jwt = self.signing_input(client_id, aud, now)?;
         let sig = match &self.backend {
             Backend::Local(key) => {
                 let padding: &'static dyn signature::RsaEncoding = match self.alg {
@@ -368,7 +453,8 @@ impl Signer {
                     aws_lc_rs::error::Unspecified
                 })?
             }
-            Backend::Federated(_) => return Err(aws_lc_rs::error::Unspecified),
+            // Remote over HTTPS: only through `sign_async`.
+            Backend::Federated(_) | Backend::Vault(_) => return Err(aws_lc_rs::error::Unspecified),
         };
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
@@ -431,6 +517,8 @@ const STALE_OK_SECS: u64 = 10;
 #[derive(Debug, Default)]
 pub struct AssertionCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Reusable>>>,
+    /// Held while one caller signs: concurrent callers share its signature.
+    flight: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -441,6 +529,43 @@ struct Reusable {
 }
 
 impl AssertionCache {
+    /// As [`AssertionCache::get`], signing off the request threads ([`Signer::sign_async`]);
+    /// concurrent callers without a usable assertion wait for one signature.
+    pub async fn get_async(
+        &self,
+        signer: &std::sync::Arc<Signer>,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+    ) -> Result<std::sync::Arc<str>, SignFailure> {
+        let usable = |entries: &Self| {
+            entries
+                .entries
+                .lock()
+                .ok()
+                .and_then(|m| m.get(aud).cloned())
+                .filter(|c| now + REUSE_MARGIN_SECS < c.exp)
+                .map(|c| c.jwt.clone())
+        };
+        if let Some(jwt) = usable(self) {
+            return Ok(jwt);
+        }
+        let _flight = self.flight.lock().await;
+        if let Some(jwt) = usable(self) {
+            return Ok(jwt);
+        }
+        let jwt: std::sync::Arc<str> = signer.sign_async(client_id, aud, now).await?.into();
+        let fresh = std::sync::Arc::new(Reusable {
+            jwt: jwt.clone(),
+            exp: now + LIFETIME_SECS,
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+        });
+        if let Ok(mut m) = self.entries.lock() {
+            m.insert(aud.to_string(), fresh);
+        }
+        Ok(jwt)
+    }
+
     /// The assertion to send for (`client_id`, `aud`) at `now` (seconds since the epoch).
     pub fn get(
         &self,

@@ -47,6 +47,7 @@ pub mod idp;
 pub mod introspect;
 pub mod jwt;
 pub mod keys;
+pub mod keyvault;
 pub mod listener;
 pub mod metadata;
 pub mod metrics;

@@ -25,6 +25,8 @@ mod fuzzing;
 mod hostage;
 #[path = "gateway/idp.rs"]
 mod idp;
+#[path = "gateway/keyvault.rs"]
+mod keyvault;
 #[path = "gateway/limits.rs"]
 mod limits;
 #[path = "gateway/logs.rs"]

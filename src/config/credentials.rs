@@ -26,6 +26,9 @@ impl Cx {
                 }
             },
         };
+        if c.key_vault.is_some() {
+            return self.vault_credential(&key, c, alg, env);
+        }
         if c.pkcs11.is_some() {
             return self.pkcs11_credential(&key, c, alg, env);
         }
@@ -138,6 +141,94 @@ impl Cx {
             Ok(s) => Some(s),
             Err(e) => {
                 self.problem(&format!("{key}.federated_token_file"), e);
+                None
+            }
+        }
+    }
+
+    fn vault_credential(
+        &mut self,
+        key: &str,
+        c: RawCredential,
+        alg: Alg,
+        env: &dyn Env,
+    ) -> Option<Signer> {
+        use crate::keyvault::{VaultIdentity, VaultKey, VaultSettings, DEFAULT_IMDS};
+        let v = c.key_vault.as_ref()?;
+        let vkey = format!("{key}.key_vault");
+        let Some(cert_path) = c.cert.as_ref().filter(|_| {
+            c.key.is_none()
+                && c.pkcs12.is_none()
+                && c.pkcs11.is_none()
+                && c.federated_token_file.is_none()
+        }) else {
+            self.problem(key, "key_vault needs cert (the certificate registered in Entra) and replaces key, pkcs12, pkcs11 and federated_token_file");
+            return None;
+        };
+        let leaf = self
+            .certs(&format!("{key}.cert"), cert_path)
+            .into_iter()
+            .next()?;
+        let identity = match v.identity.as_deref().unwrap_or("managed") {
+            "managed" => VaultIdentity::Managed {
+                endpoint: v
+                    .identity_endpoint
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_IMDS.to_string()),
+            },
+            "workload" => {
+                let mut var = |name: &str| {
+                    let value = env.var(name).filter(|v| !v.is_empty());
+                    if value.is_none() {
+                        self.problem(&format!("{vkey}.identity"), format!("workload identity needs the variable {name} (set by the AKS workload identity webhook)"));
+                    }
+                    value
+                };
+                let (client_id, tenant_id, file, host) = (
+                    var("AZURE_CLIENT_ID"),
+                    var("AZURE_TENANT_ID"),
+                    var("AZURE_FEDERATED_TOKEN_FILE"),
+                    var("AZURE_AUTHORITY_HOST"),
+                );
+                VaultIdentity::Workload {
+                    client_id: client_id?,
+                    tenant_id: tenant_id?,
+                    token_file: file?.into(),
+                    authority_host: host
+                        .map(|h| if h.ends_with('/') { h } else { format!("{h}/") })?,
+                }
+            }
+            other => {
+                self.problem(
+                    &format!("{vkey}.identity"),
+                    format!("\"{other}\" is not \"managed\" or \"workload\""),
+                );
+                return None;
+            }
+        };
+        let mut ca = Vec::new();
+        for (i, p) in v.ca.iter().enumerate() {
+            ca.extend(self.certs(&format!("{vkey}.ca[{i}]"), p));
+        }
+        let settings = VaultSettings {
+            url: v.url.trim_end_matches('/').to_string(),
+            key: v.key.clone(),
+            version: v.version.clone(),
+            identity,
+            ca,
+            sign_timeout: self.duration(
+                &format!("{vkey}.sign_timeout"),
+                v.sign_timeout.as_deref(),
+                Duration::from_secs(2),
+            ),
+        };
+        let made = VaultKey::new(settings)
+            .map_err(crate::assertion::SignerError::Remote)
+            .and_then(|vault| Signer::vault(leaf, vault, alg));
+        match made {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(&vkey, e);
                 None
             }
         }

@@ -136,6 +136,21 @@ pub(super) struct RawCredential {
     pub(super) alg: Option<String>,
     pub(super) federated_token_file: Option<PathBuf>,
     pub(super) pkcs11: Option<RawPkcs11>,
+    pub(super) key_vault: Option<RawKeyVault>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyVault {
+    pub(super) url: String,
+    pub(super) key: String,
+    #[serde(default)]
+    pub(super) version: String,
+    pub(super) identity: Option<String>,
+    pub(super) identity_endpoint: Option<String>,
+    #[serde(default)]
+    pub(super) ca: Vec<PathBuf>,
+    pub(super) sign_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -414,18 +414,25 @@ async fn forward(
                 upstream.spec.kind,
                 crate::config::UpstreamKind::Entra { .. }
             ));
+    let now = now_secs() as u64;
     let signed = if reuse && reg.credential.federated_token().is_none() {
         reg.state
             .assertions
-            .get(&reg.credential, client_id, url, now_secs() as u64)
+            .get_async(&reg.credential, client_id, url, now)
+            .await
     } else {
-        reg.credential.sign(client_id, url).map(Into::into)
+        reg.credential
+            .sign_async(client_id, url, now)
+            .await
+            .map(Into::into)
     };
-    let assertion = signed.map_err(|_| {
-        GatewayError::new(
+    let assertion = signed.map_err(|f| {
+        let mut e = GatewayError::new(
             ErrorKind::Unavailable,
             "the client assertion could not be signed",
-        )
+        );
+        e.retry_after = f.retry_after;
+        e
     })?;
     // The exchange runs in a task of its own: a client that resets or disconnects drops this
     // future, never the exchange, so its resets never become RST_STREAMs on the pooled upstream

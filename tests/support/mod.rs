@@ -2,6 +2,7 @@
 //! the real gateway on loopback, a scriptable upstream, and captured logs.
 #![allow(dead_code)]
 
+pub mod keyvault;
 pub mod process;
 pub mod upstream;
 

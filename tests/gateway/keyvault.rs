@@ -1,0 +1,127 @@
+//! Credentials whose key is in Azure Key Vault (SPEC §12 `key_vault`), against the Key Vault
+//! and IMDS test double of `tests/support/keyvault.rs` (real HTTPS, real RSA signatures).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::support::keyvault::VaultDouble;
+use crate::support::upstream::{ok_answer, FakeUpstream};
+use crate::support::*;
+
+async fn double(setup: &Setup) -> VaultDouble {
+    VaultDouble::start(setup.dir.path("signing-key.pem")).await
+}
+
+#[tokio::test]
+async fn assertions_signed_in_the_vault_get_tokens_from_the_embedded_idp() {
+    let setup = Setup::new();
+    let vault = double(&setup).await;
+    let setup = setup
+        .credential(&format!(
+            "[credentials.dev]\ncert = \"signing.pem\"\n{}\n\n[credentials.ps]\ncert = \"signing.pem\"\nalg = \"PS256\"\n{}\n",
+            vault.credential(""),
+            vault.credential("")
+        ))
+        .only_clients(&format!(
+            "{}\n[[clients]]\nclient_id = \"{SELF_SIGNED_CLIENT}\"\nupstream = \"dev\"\ncredential = \"ps\"\ntoken_endpoint_auth_method = \"self_signed_tls_client_auth\"\nself_signed_certs = [\"selfsigned.pem\"]\n",
+            pki_client_with("")
+        ));
+    let h = setup.start().await;
+    for _ in 0..3 {
+        let answer = h.token(Some("client"), &form(PKI_CLIENT)).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let ps = h.token(Some("selfsigned"), &form(SELF_SIGNED_CLIENT)).await;
+    assert_eq!(
+        ps.status,
+        200,
+        "PS256: {}",
+        String::from_utf8_lossy(&ps.body)
+    );
+    // The embedded IdP checks jti, so nothing is reused there: one signature per request;
+    // one vault token (from IMDS) per credential, reused for its signatures.
+    assert_eq!(vault.state.signatures.load(Ordering::SeqCst), 4);
+    assert_eq!(vault.state.imds_calls.load(Ordering::SeqCst), 2);
+    let logs = logs();
+    for t in vault.state.tokens.lock().unwrap().iter() {
+        assert!(!logs.contains(t.as_str()), "a vault token was logged");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn with_an_entra_upstream_ten_requests_cost_one_signature() {
+    let upstream = FakeUpstream::start(ok_answer()).await;
+    let setup = Setup::new();
+    let vault = double(&setup).await;
+    let setup = setup
+        .upstream(&format!(
+            "[upstreams.dev]\ntype = \"entra\"\nauthority = \"https://127.0.0.1:{}\"\ntenant = \"contoso.onmicrosoft.com\"\nca = [\"ca1.pem\"]\n",
+            upstream.addr.port()
+        ))
+        .credential(&format!("[credentials.dev]\ncert = \"signing.pem\"\n{}\n", vault.credential("")))
+        .only_clients(&pki_client_with(""));
+    let h = setup.start().await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let url = h.url("/token");
+        tasks.push(tokio::spawn(async move {
+            client_for(Some("client"), false)
+                .post_form(&url, &form(PKI_CLIENT))
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    assert_eq!(upstream.forms().len(), 10);
+    let signatures = vault.state.signatures.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&signatures),
+        "{signatures} signatures for 10 requests"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_throttled_vault_gives_503_at_once_and_serving_resumes_by_itself() {
+    let setup = Setup::new();
+    let vault = double(&setup).await;
+    let setup = setup
+        .credential(&format!(
+            "[credentials.dev]\ncert = \"signing.pem\"\n{}\n",
+            vault.credential(", sign_timeout = \"1s\"")
+        ))
+        .only_clients(&pki_client_with(""));
+    let h = setup.start().await;
+    assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
+    vault.state.throttle.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let refused = h.token(Some("client"), &form(PKI_CLIENT)).await;
+    assert_error(&refused, 503, "temporarily_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "not within sign_timeout"
+    );
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    // While Retry-After runs, no sign call is made.
+    let again = h.token(Some("client"), &form(PKI_CLIENT)).await;
+    assert_error(&again, 503, "temporarily_unavailable");
+    assert_eq!(vault.state.throttled.load(Ordering::SeqCst), 1);
+    vault.state.throttle.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = h.token(Some("client"), &form(PKI_CLIENT)).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    h.stop().await;
+}
