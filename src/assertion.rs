@@ -151,7 +151,12 @@ pub struct Signer {
     pub x5t_s256: String,
     /// Certificate notAfter, seconds since the epoch.
     pub not_after: i64,
+    /// Its `[credentials.NAME]` name (the `credential` label of `signatures_total`).
+    pub name: String,
 }
+
+/// Called once per signature made: its result (`success`, `failure`, `throttled`) and time.
+pub type Observe<'a> = &'a (dyn Fn(&'static str, std::time::Duration) + Send + Sync);
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -241,6 +246,7 @@ impl Signer {
             x5t,
             x5t_s256,
             not_after,
+            name: String::new(),
         })
     }
 
@@ -261,6 +267,7 @@ impl Signer {
             x5t: String::new(),
             x5t_s256: String::new(),
             not_after: i64::MAX,
+            name: String::new(),
         })
     }
 
@@ -285,6 +292,7 @@ impl Signer {
             x5t_s256: identity::x5t_s256(cert.as_ref()),
             cert,
             not_after,
+            name: String::new(),
         };
         let probe = signer
             .sign_at("mtls-gateway-check", "https://check.invalid/token", 0)
@@ -320,7 +328,18 @@ impl Signer {
             x5t_s256: identity::x5t_s256(cert.as_ref()),
             cert,
             not_after,
+            name: String::new(),
         })
+    }
+
+    /// The `backend` label of the signature metrics.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Local(_) => "local",
+            Backend::Pkcs11(_) => "pkcs11",
+            Backend::Vault(_) => "key_vault",
+            Backend::Federated(_) => "federated",
+        }
     }
 
     /// Whether the key signs outside this process (an HSM, a vault).
@@ -331,6 +350,26 @@ impl Signer {
     /// An assertion made off the request threads: local and PKCS#11 signatures on the
     /// blocking pool, Key Vault's over HTTPS, a federated token read from its file.
     pub async fn sign_async(
+        self: &std::sync::Arc<Self>,
+        client_id: &str,
+        aud: &str,
+        now: u64,
+        observe: Observe<'_>,
+    ) -> Result<String, SignFailure> {
+        let started = std::time::Instant::now();
+        let result = self.sign_inner(client_id, aud, now).await;
+        let label = match &result {
+            Ok(_) => "success",
+            Err(SignFailure {
+                retry_after: Some(_),
+            }) => "throttled",
+            Err(_) => "failure",
+        };
+        observe(label, started.elapsed());
+        result
+    }
+
+    async fn sign_inner(
         self: &std::sync::Arc<Self>,
         client_id: &str,
         aud: &str,
@@ -537,6 +576,7 @@ impl AssertionCache {
         client_id: &str,
         aud: &str,
         now: u64,
+        observe: Observe<'_>,
     ) -> Result<std::sync::Arc<str>, SignFailure> {
         let usable = |entries: &Self| {
             entries
@@ -554,7 +594,10 @@ impl AssertionCache {
         if let Some(jwt) = usable(self) {
             return Ok(jwt);
         }
-        let jwt: std::sync::Arc<str> = signer.sign_async(client_id, aud, now).await?.into();
+        let jwt: std::sync::Arc<str> = signer
+            .sign_async(client_id, aud, now, observe)
+            .await?
+            .into();
         let fresh = std::sync::Arc::new(Reusable {
             jwt: jwt.clone(),
             exp: now + LIFETIME_SECS,

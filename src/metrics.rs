@@ -121,12 +121,34 @@ pub struct Metrics {
     pub binding_checks: Family<ResultLabels, Counter>,
     /// `introspection_requests_total{result}`.
     pub introspection_requests: Family<ResultLabels, Counter>,
+    /// `signatures_total{credential,backend,result}`.
+    pub signatures: Family<SignatureLabels, Counter>,
+    /// `signature_duration_seconds{backend}`.
+    pub signature_duration: HistogramFamily<BackendLabels>,
     /// `state_store_up`: 1 when the shared store answers (always 1 with the memory store).
     pub state_store_up: Gauge,
     /// `state_store_errors_total{op}`.
     pub state_store_errors: Family<OpLabels, Counter>,
     /// `state_store_duration_seconds{op}`.
     pub state_store_duration: HistogramFamily<OpLabels>,
+}
+
+/// `signatures_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignatureLabels {
+    /// The `[credentials.NAME]`.
+    pub credential: String,
+    /// local, pkcs11, key_vault, federated.
+    pub backend: &'static str,
+    /// success, failure, throttled.
+    pub result: &'static str,
+}
+
+/// `signature_duration_seconds` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// local, pkcs11, key_vault, federated.
+    pub backend: &'static str,
 }
 
 /// `op` label of the state store metrics.
@@ -201,6 +223,8 @@ impl Metrics {
             binding_records: Gauge::default(),
             binding_checks: Family::<ResultLabels, Counter>::default(),
             introspection_requests: Family::<ResultLabels, Counter>::default(),
+            signatures: Family::<SignatureLabels, Counter>::default(),
+            signature_duration: Family::new_with_constructor(latency_histogram),
             state_store_up: Gauge::default(),
             state_store_errors: Family::<OpLabels, Counter>::default(),
             state_store_duration: Family::new_with_constructor(latency_histogram),
@@ -318,6 +342,16 @@ impl Metrics {
             self.introspection_requests.clone(),
         );
         r.register(
+            "signatures",
+            "Client assertions made (signed, or a federated token read), by credential, backend and result",
+            self.signatures.clone(),
+        );
+        r.register(
+            "signature_duration_seconds",
+            "Time to make one client assertion, by backend",
+            self.signature_duration.clone(),
+        );
+        r.register(
             "state_store_up",
             "1 when the state store answers (Redis), 0 when it does not",
             self.state_store_up.clone(),
@@ -369,6 +403,26 @@ impl Metrics {
         self.binding_records_written
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    /// Counts and times one assertion made.
+    pub fn signature(
+        &self,
+        credential: &str,
+        backend: &'static str,
+        result: &'static str,
+        took: std::time::Duration,
+    ) {
+        self.signatures
+            .get_or_create(&SignatureLabels {
+                credential: credential.to_string(),
+                backend,
+                result,
+            })
+            .inc();
+        self.signature_duration
+            .get_or_create(&BackendLabels { backend })
+            .observe(took.as_secs_f64());
     }
 
     /// Times one state store operation.
@@ -425,6 +479,16 @@ impl Metrics {
                 let _ = self.state_store_errors.get_or_create(&OpLabels { op });
                 let _ = self.state_store_duration.get_or_create(&OpLabels { op });
             }
+        }
+        for (name, signer) in &config.credentials {
+            let _ = self.signatures.get_or_create(&SignatureLabels {
+                credential: name.clone(),
+                backend: signer.backend_name(),
+                result: "success",
+            });
+            let _ = self.signature_duration.get_or_create(&BackendLabels {
+                backend: signer.backend_name(),
+            });
         }
         for result in BINDING_CHECK_RESULTS {
             let _ = self.binding_checks.get_or_create(&ResultLabels { result });

@@ -137,7 +137,8 @@ impl Cx {
         }
         let mut credentials = BTreeMap::new();
         for (name, c) in raw.credentials {
-            if let Some(signer) = self.credential(&name, c, env) {
+            if let Some(mut signer) = self.credential(&name, c, env) {
+                signer.name = name.clone();
                 credentials.insert(name, Arc::new(signer));
             }
         }

@@ -415,14 +415,22 @@ async fn forward(
                 crate::config::UpstreamKind::Entra { .. }
             ));
     let now = now_secs() as u64;
+    let observe = |result: &'static str, took: std::time::Duration| {
+        gw.metrics.signature(
+            &reg.credential.name,
+            reg.credential.backend_name(),
+            result,
+            took,
+        );
+    };
     let signed = if reuse && reg.credential.federated_token().is_none() {
         reg.state
             .assertions
-            .get_async(&reg.credential, client_id, url, now)
+            .get_async(&reg.credential, client_id, url, now, &observe)
             .await
     } else {
         reg.credential
-            .sign_async(client_id, url, now)
+            .sign_async(client_id, url, now, &observe)
             .await
             .map(Into::into)
     };

@@ -123,5 +123,12 @@ async fn a_throttled_vault_gives_503_at_once_and_serving_resumes_by_itself() {
         "{}",
         String::from_utf8_lossy(&answer.body)
     );
+    // Two throttled requests (one 429 from the vault, one refused locally), two signatures.
+    let metrics = http_get(&h.admin_url("/metrics")).await.1;
+    let sample = |result: &str| {
+        format!("mtls_gateway_signatures_total{{credential=\"dev\",backend=\"key_vault\",result=\"{result}\"}}")
+    };
+    assert_metric(&metrics, &sample("throttled"), 2.0);
+    assert_metric(&metrics, &sample("success"), 2.0);
     h.stop().await;
 }
