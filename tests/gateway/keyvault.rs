@@ -132,3 +132,65 @@ async fn a_throttled_vault_gives_503_at_once_and_serving_resumes_by_itself() {
     assert_metric(&metrics, &sample("success"), 2.0);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn the_vault_token_comes_from_aks_workload_identity() {
+    let setup = Setup::new();
+    let vault = double(&setup).await;
+    *vault.state.federated_token.lock().unwrap() = Some("projected.sa.token".into());
+    setup
+        .dir
+        .write("azure-identity-token", "projected.sa.token\n");
+    let setup = setup
+        .credential(&format!(
+            "[credentials.dev]\ncert = \"signing.pem\"\nkey_vault = {{ url = \"https://localhost:{}\", key = \"k\", identity = \"workload\", ca = [\"ca1.pem\"] }}\n",
+            vault.vault.port()
+        ))
+        .only_clients(&pki_client_with(""));
+    let config = setup.write();
+    let mut served = crate::support::process::Served::command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+            .env("AZURE_CLIENT_ID", "00000000-0000-0000-0000-0000000000bb")
+            .env("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+            .env(
+                "AZURE_FEDERATED_TOKEN_FILE",
+                setup.dir.path("azure-identity-token"),
+            )
+            .env(
+                "AZURE_AUTHORITY_HOST",
+                format!("https://localhost:{}", vault.vault.port()),
+            )
+            .args(["--log-format", "json", "serve", "-c"])
+            .arg(&config),
+    );
+    let addr = served.addr("mTLS listener ready");
+    for _ in 0..2 {
+        let answer = client_for(Some("client"), false)
+            .post_form(
+                &format!("https://localhost:{}/token", addr.port()),
+                &form(PKI_CLIENT),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    assert_eq!(
+        vault.state.workload_calls.load(Ordering::SeqCst),
+        1,
+        "the vault token is cached"
+    );
+    assert_eq!(vault.state.imds_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(vault.state.signatures.load(Ordering::SeqCst), 2);
+    served.signal("TERM");
+    served.wait_exit();
+    let log = served.seen().join("\n");
+    for t in vault.state.tokens.lock().unwrap().iter() {
+        assert!(!log.contains(t.as_str()), "a vault token was logged");
+    }
+    assert!(!log.contains("projected.sa.token"));
+}

@@ -36,6 +36,10 @@ pub struct VaultState {
     pub throttle: AtomicBool,
     /// Sign calls answered 429.
     pub throttled: AtomicUsize,
+    /// Token requests with a federated assertion (AKS workload identity), answered.
+    pub workload_calls: AtomicUsize,
+    /// The federated token the workload-identity endpoint accepts.
+    pub federated_token: std::sync::Mutex<Option<String>>,
     /// Vault tokens issued (the IMDS double's), accepted by the vault.
     pub tokens: std::sync::Mutex<Vec<String>>,
 }
@@ -67,6 +71,21 @@ fn json(
         r = r.header(*k, *v);
     }
     r.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+fn url_decode_form(body: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            let d = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (d(k), d(v))
+        })
+        .collect()
 }
 
 /// Signs `digest` with `key_file` as Key Vault would for `alg`.
@@ -109,6 +128,40 @@ async fn vault(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // Entra's token endpoint for workload identity: {authority}{tenant}/oauth2/v2.0/token.
+    if req.method() == http::Method::POST && path.ends_with("/oauth2/v2.0/token") {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let form: std::collections::HashMap<String, String> = url_decode_form(&body);
+        let expected = state.federated_token.lock().unwrap().clone();
+        let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+            && form.get("scope").map(String::as_str) == Some("https://vault.azure.net/.default")
+            && form.get("client_assertion_type").map(String::as_str)
+                == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            && expected.is_some()
+            && form.get("client_assertion") == expected.as_ref();
+        if !ok {
+            return json(
+                401,
+                &[],
+                serde_json::json!({"error": "invalid_client", "error_description": "AADSTS700211: No matching federated identity record found for presented assertion issuer."}),
+            );
+        }
+        state.workload_calls.fetch_add(1, Ordering::SeqCst);
+        let mut raw = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut raw).unwrap();
+        let token = format!("vault-token-{}", URL_SAFE_NO_PAD.encode(raw));
+        state.tokens.lock().unwrap().push(token.clone());
+        return json(
+            200,
+            &[],
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
+        );
+    }
     let is_sign = req.method() == http::Method::POST
         && segments.first() == Some(&"keys")
         && segments.last() == Some(&"sign")
