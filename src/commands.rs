@@ -12,9 +12,28 @@ use crate::config::{self, Config, UpstreamKind};
 use crate::identity::{self, ClientIdentity};
 use crate::registry::{AuthMethod, Selector};
 
-/// `check`: validates everything and prints a summary; `Err` holds every problem.
-pub fn check(path: &Path) -> Result<String, String> {
+/// `check`: validates everything (key files and HSM keys sign a test assertion at load),
+/// signs a test assertion with each Key Vault credential, and prints a summary; `Err` holds
+/// every problem.
+pub async fn check(path: &Path) -> Result<String, String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    for (name, signer) in &config.credentials {
+        if signer.backend_name() == "key_vault" {
+            if let Err(e) = signer.probe().await {
+                problems.push(format!("  - credentials.{name}.key_vault: {e}"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{}: {} problem{}:\n{}\n",
+            path.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems.join("\n")
+        ));
+    }
     Ok(summary(&config))
 }
 

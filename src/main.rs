@@ -143,7 +143,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
-        Command::Check { config } => commands::check(&config).map(|s| print!("{s}")),
+        Command::Check { config } => runtime
+            .block_on(commands::check(&config))
+            .map(|s| print!("{s}")),
         Command::Thumbprint { file, password_env } => {
             commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))
         }

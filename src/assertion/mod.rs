@@ -285,6 +285,42 @@ impl Signer {
         })
     }
 
+    /// Signs one test assertion and verifies it against the certificate (what `check` does
+    /// for credentials not probed at load: Key Vault needs the network and a vault token).
+    pub async fn probe(self: &std::sync::Arc<Self>) -> Result<(), String> {
+        if self.federated_token().is_some() {
+            return Ok(());
+        }
+        let jwt = self
+            .sign_async(
+                "mtls-gateway-check",
+                "https://check.invalid/token",
+                0,
+                &|_, _| {},
+            )
+            .await
+            .map_err(|f| match f.retry_after {
+                Some(s) => format!("the test signature was throttled (retry after {s} s)"),
+                None => "the test signature failed (see the log for why: network, permission, key)"
+                    .into(),
+            })?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(self.cert.as_ref()).map_err(|e| e.to_string())?;
+        let public = parsed.public_key().subject_public_key.data.to_vec();
+        let (signed, sig) = jwt.rsplit_once('.').unwrap_or_default();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+        let params: &dyn signature::VerificationAlgorithm = match self.alg {
+            Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+        };
+        signature::UnparsedPublicKey::new(params, &public)
+            .verify(signed.as_bytes(), &sig)
+            .map_err(|_| {
+                "the key's signature does not verify with the certificate: they do not match"
+                    .to_string()
+            })
+    }
+
     /// The `backend` label of the signature metrics.
     pub fn backend_name(&self) -> &'static str {
         match self.backend {

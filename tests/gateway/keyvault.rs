@@ -194,3 +194,42 @@ async fn the_vault_token_comes_from_aks_workload_identity() {
     }
     assert!(!log.contains("projected.sa.token"));
 }
+
+#[tokio::test]
+async fn check_signs_a_test_assertion_in_the_vault_and_names_a_missing_permission() {
+    let setup = Setup::new();
+    let vault = double(&setup).await;
+    let setup = setup
+        .credential(&format!(
+            "[credentials.dev]\ncert = \"signing.pem\"\n{}\n",
+            vault.credential("")
+        ))
+        .only_clients(&pki_client_with(""));
+    let config = setup.write();
+    let check = |config: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+                .args(["check", "-c"])
+                .arg(&config)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let ok = check(config.clone()).await;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(vault.state.signatures.load(Ordering::SeqCst), 1);
+    vault.state.forbid.store(true, Ordering::SeqCst);
+    let refused = check(config).await;
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("credentials.dev.key_vault"), "{text}");
+    for t in vault.state.tokens.lock().unwrap().iter() {
+        assert!(!text.contains(t.as_str()));
+    }
+}

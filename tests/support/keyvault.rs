@@ -36,6 +36,8 @@ pub struct VaultState {
     pub throttle: AtomicBool,
     /// Sign calls answered 429.
     pub throttled: AtomicUsize,
+    /// When set, sign calls get 403: the identity lacks the keys/sign permission.
+    pub forbid: AtomicBool,
     /// Token requests with a federated assertion (AKS workload identity), answered.
     pub workload_calls: AtomicUsize,
     /// The federated token the workload-identity endpoint accepts.
@@ -179,6 +181,13 @@ async fn vault(
             401,
             &[("www-authenticate", "Bearer authorization=\"https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47\", resource=\"https://vault.azure.net\"")],
             serde_json::json!({"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}}),
+        );
+    }
+    if state.forbid.load(Ordering::SeqCst) {
+        return json(
+            403,
+            &[],
+            serde_json::json!({"error": {"code": "Forbidden", "message": "The user, group or application does not have keys sign permission on key vault.", "innererror": {"code": "ForbiddenByPolicy"}}}),
         );
     }
     if state.throttle.load(Ordering::SeqCst) {
