@@ -13,6 +13,8 @@ mod binding;
 mod cli;
 #[path = "gateway/config.rs"]
 mod config;
+#[path = "gateway/deploy.rs"]
+mod deploy;
 #[path = "gateway/examples.rs"]
 mod examples;
 #[path = "gateway/federated.rs"]
