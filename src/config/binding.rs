@@ -164,7 +164,7 @@ impl Cx {
                 }
                 None => self.problem(
                     &format!("introspection.clients[{n}]"),
-                    "not an x5t#S256 (43 base64url characters) or a 64-digit SHA-256 hex thumbprint",
+                    thumbprint_problem(t),
                 ),
             }
         }

@@ -222,7 +222,7 @@ impl Cx {
                 None => {
                     self.problem(
                         &format!("{key}.self_signed_thumbprints[{i}]"),
-                        "not an x5t#S256 (43 base64url characters) or a 64-digit SHA-256 hex thumbprint",
+                        thumbprint_problem(t),
                     );
                     *ok = false;
                 }

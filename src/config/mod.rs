@@ -364,17 +364,31 @@ fn toml_error(e: &toml::de::Error) -> String {
         .join(" | ")
 }
 
-/// Parses an `x5t#S256` (base64url, 43 chars) or 64-digit hex SHA-256 thumbprint.
+/// Parses an `x5t#S256` (base64url, 43 chars) or a hex SHA-256 thumbprint, with or without
+/// colons (`openssl x509 -fingerprint -sha256` prints `AB:CD:…`).
 pub fn parse_thumbprint(t: &str) -> Option<[u8; 32]> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     let t = t.trim();
-    let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        crate::encoding::hex_decode(t.as_bytes())?
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    let colons_ok = !t.contains(':') || t.split(':').all(|p| p.len() == 2);
+    let bytes = if hex.len() == 64 && colons_ok && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        crate::encoding::hex_decode(hex.as_bytes())?
+    } else if t.contains(':') {
+        return None;
     } else {
         URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok()?
     };
     bytes.try_into().ok()
+}
+
+/// What to tell about a thumbprint [`parse_thumbprint`] refused.
+pub fn thumbprint_problem(t: &str) -> String {
+    let hex: String = t.trim().chars().filter(|c| *c != ':').collect();
+    if hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return "this is a SHA-1 thumbprint; use the SHA-256 one: `mtls-gateway thumbprint FILE` prints the x5t#S256".into();
+    }
+    "not an x5t#S256 (43 base64url characters) or a SHA-256 hex thumbprint (64 digits, colons allowed)".into()
 }
 
 /// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
@@ -434,6 +448,10 @@ mod tests {
         assert_eq!(parse_thumbprint(&b64), Some(digest));
         assert_eq!(parse_thumbprint(&"07".repeat(32)), Some(digest));
         assert_eq!(parse_thumbprint("abc"), None);
+        let colons = vec!["07"; 32].join(":");
+        assert_eq!(parse_thumbprint(&colons), Some(digest));
+        assert_eq!(parse_thumbprint(&colons[1..]), None);
+        assert!(thumbprint_problem(&"ab".repeat(20)).contains("SHA-1"));
     }
 
     #[test]

@@ -332,7 +332,7 @@ impl Cx {
                 }
                 None => self.problem(
                     &format!("front_proxy.trusted_proxy_certs[{i}]"),
-                    "not an x5t#S256 (43 base64url characters) or a 64-digit SHA-256 hex thumbprint",
+                    thumbprint_problem(t),
                 ),
             }
         }
