@@ -15,10 +15,21 @@ use mtls_gateway::{commands, config, listener};
 )]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MTLS_GATEWAY_LOG_FORMAT",
+        default_value = "text"
+    )]
     log_format: LogFormat,
     /// Log level or filter (e.g. "info", "debug", "mtls_gateway=debug").
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "MTLS_GATEWAY_LOG_LEVEL",
+        default_value = "info"
+    )]
     log_level: String,
     #[command(subcommand)]
     command: Command,

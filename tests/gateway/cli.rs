@@ -380,3 +380,20 @@ fn thumbprint_reads_pkcs12_with_the_password_from_the_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn log_format_and_level_come_from_the_environment_too() {
+    let setup = crate::support::Setup::new();
+    let config = setup.write();
+    let mut served = crate::support::process::Served::command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mtls-gateway"))
+            .env("MTLS_GATEWAY_LOG_FORMAT", "json")
+            .env("MTLS_GATEWAY_LOG_LEVEL", "info")
+            .args(["serve", "-c"])
+            .arg(&config),
+    );
+    // The JSON events are read only when the format came from the variable.
+    let _ = served.addr("mTLS listener ready");
+    served.signal("TERM");
+    assert!(served.wait_exit().success());
+}
