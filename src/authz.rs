@@ -100,6 +100,8 @@ pub fn well_formed(token: &str) -> bool {
 pub struct Inputs {
     /// The bearer token.
     pub token: String,
+    /// Its SHA-256: the record's key and, shortened, its name in logs.
+    pub hash: crate::binding::TokenHash,
     /// The certificate chain from the header, leaf first.
     pub chain: Chain,
 }
@@ -147,13 +149,14 @@ pub fn inputs(format: HeaderFormat, headers: &HeaderMap) -> Result<Inputs, Decis
     };
     Ok(Inputs {
         token: token.to_string(),
+        hash: token_hash(token),
         chain,
     })
 }
 
 /// Decides from the token's record: `None` when it has none.
 pub async fn by_record(bindings: &Bindings, inputs: &Inputs, now: u64) -> Option<Decision> {
-    let record = match bindings.get(&token_hash(&inputs.token), now).await {
+    let record = match bindings.get(&inputs.hash, now).await {
         Ok(Some(r)) => r,
         Ok(None) => return None,
         Err(e) => return Some(Decision::Unavailable(e.to_string())),
@@ -176,15 +179,19 @@ pub async fn by_record(bindings: &Bindings, inputs: &Inputs, now: u64) -> Option
 
 /// Decides whether the token in `headers` may be used with the certificate in them.
 pub async fn decide(gw: &Gateway, format: HeaderFormat, headers: &HeaderMap, now: u64) -> Decision {
+    match inputs(format, headers) {
+        Ok(i) => decide_inputs(gw, &i, now).await,
+        Err(d) => d,
+    }
+}
+
+/// [`decide`] on inputs already read.
+pub async fn decide_inputs(gw: &Gateway, inputs: &Inputs, now: u64) -> Decision {
     let Some(binding) = &gw.config.binding else {
         return Decision::Unavailable("[binding] is not configured".into());
     };
-    let inputs = match inputs(format, headers) {
-        Ok(i) => i,
-        Err(d) => return d,
-    };
     if binding.mode == BindingMode::Certificate {
-        if let Some(d) = by_record(&gw.bindings, &inputs, now).await {
+        if let Some(d) = by_record(&gw.bindings, inputs, now).await {
             return d;
         }
     }
@@ -194,7 +201,7 @@ pub async fn decide(gw: &Gateway, format: HeaderFormat, headers: &HeaderMap, now
     if binding.mode == BindingMode::Certificate && binding.on_unknown_token == UnknownToken::Deny {
         return deny("unknown_token", "the token is not known to this gateway");
     }
-    by_registration(gw, &inputs, now).await
+    by_registration(gw, inputs, now).await
 }
 
 /// Registration mode: a JWT of the client's own upstream, in date, whose client is
@@ -360,13 +367,15 @@ pub async fn handle<B>(
         );
     }
     let now = crate::trust::now_secs().max(0) as u64;
-    let decision = decide(&gw, authz.format, req.headers(), now).await;
+    let (decision, token_ref) = match inputs(authz.format, req.headers()) {
+        Ok(i) => (
+            decide_inputs(&gw, &i, now).await,
+            Some(crate::binding::log_ref(&i.hash)),
+        ),
+        Err(d) => (d, None),
+    };
     let result = decision.result();
     gw.metrics.binding_check(result);
-    let token_ref = match inputs(authz.format, req.headers()) {
-        Ok(i) => Some(crate::binding::log_ref(&token_hash(&i.token))),
-        Err(_) => None,
-    };
     match &decision {
         Decision::Allow {
             client_id,
