@@ -227,6 +227,15 @@ impl Cx {
             }
             None => listen.map(|a| format!("https://{a}")).unwrap_or_default(),
         };
+        let host = public_url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.rsplit_once(':').map(|(h, _)| h).or(Some(rest)))
+            .unwrap_or_default();
+        if matches!(host, "0.0.0.0" | "[::]" | "::") {
+            self.warnings.push(format!(
+                "server.public_url: the metadata would advertise {public_url}, which no client can reach; set public_url to the address clients use (e.g. https://gateway.example.com:8443)"
+            ));
+        }
         let cert_chain = self.certs("server.cert", &s.cert);
         if cert_chain.is_empty() && self.path(&s.cert).exists() {
             self.problem("server.cert", "holds no certificate");

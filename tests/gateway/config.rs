@@ -195,3 +195,31 @@ fn private_keys_readable_by_others_are_warned_about() {
         config.warnings
     );
 }
+
+#[test]
+fn a_public_url_of_the_unspecified_address_is_warned_about() {
+    let setup = Setup::new();
+    let toml = setup
+        .toml()
+        .replace("public_url = \"https://gateway.test\"\n", "")
+        .replace(
+            "listen = \"127.0.0.1:0\"\npublic_url",
+            "listen = \"0.0.0.0:0\"\npublic_url",
+        )
+        .replacen(
+            "[server]\nlisten = \"127.0.0.1:0\"",
+            "[server]\nlisten = \"0.0.0.0:0\"",
+            1,
+        );
+    let path = setup.dir.write("gateway.toml", &toml);
+    let config = mtls_gateway::config::load(&path).unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w
+                .starts_with("server.public_url: the metadata would advertise https://0.0.0.0:0")),
+        "{:?}",
+        config.warnings
+    );
+}
