@@ -253,6 +253,11 @@ impl Cx {
             if certs.is_empty() && self.path(p).exists() {
                 self.problem(&k, "holds no certificate");
             }
+            for c in &certs {
+                if let Some(subject) = not_a_ca(c) {
+                    self.problem(&k, format!("{subject} is not a CA certificate (basicConstraints CA:TRUE is missing): a client certificate here verifies no chain; list the CA that issued the clients' certificates, or register the certificate itself (self_signed_tls_client_auth)"));
+                }
+            }
             anchors.extend(certs);
         }
         let mut intermediates = Vec::new();
@@ -556,6 +561,17 @@ impl Cx {
             federated,
         })
     }
+}
+
+/// The subject of `der` when it is not a CA certificate (no basicConstraints CA:TRUE).
+fn not_a_ca(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|bc| bc.value.ca);
+    (!is_ca).then(|| cert.subject().to_string())
 }
 
 fn check_server_key(leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {

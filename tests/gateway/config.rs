@@ -223,3 +223,18 @@ fn a_public_url_of_the_unspecified_address_is_warned_about() {
         config.warnings
     );
 }
+
+#[test]
+fn a_client_ca_that_is_not_a_ca_is_refused() {
+    let setup = Setup::new();
+    let toml = setup.toml().replace(
+        "client_ca = [\"ca1.pem\", \"ca2.pem\"]",
+        "client_ca = [\"ca1.pem\", \"client.pem\"]",
+    );
+    let path = setup.dir.write("gateway.toml", &toml);
+    let err = mtls_gateway::config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("server.client_ca[1]") && err.contains("is not a CA certificate"),
+        "{err}"
+    );
+}
