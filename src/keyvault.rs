@@ -108,19 +108,8 @@ struct Answer {
 impl VaultKey {
     /// A client for `settings` (no request is made yet).
     pub fn new(settings: VaultSettings) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for ca in &settings.ca {
-            roots
-                .add(ca.clone())
-                .map_err(|e| format!("key_vault.ca: {e}"))?;
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = crate::net::tls_client_config(&settings.ca, true)
+            .map_err(|e| format!("key_vault.ca: {e}"))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

@@ -348,3 +348,27 @@ pub fn http_server(
         .max_concurrent_streams(max_streams);
     builder
 }
+
+/// The rustls client configuration of the gateway's outbound HTTPS (identity providers, Key
+/// Vault): aws-lc-rs, safe protocol versions, the compiled-in public roots when `public_roots`,
+/// plus `extra` anchors.
+pub fn tls_client_config(
+    extra: &[rustls_pki_types::CertificateDer<'static>],
+    public_roots: bool,
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if public_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for ca in extra {
+        roots
+            .add(ca.clone())
+            .map_err(|e| format!("CA certificate rejected: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -105,7 +105,6 @@ impl Upstream {
         spec: UpstreamSpec,
         embedded: Option<(SocketAddr, CertificateDer<'static>)>,
     ) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
         let mut extra = spec.ca.clone();
         let authority = match (&spec.kind, embedded) {
             (UpstreamKind::Entra { authority, .. }, _) => Some(authority.clone()),
@@ -118,22 +117,10 @@ impl Upstream {
             }
             (UpstreamKind::Generic { .. }, _) => None,
         };
-        if matches!(spec.kind, UpstreamKind::Embedded { .. }) {
-            // Only the embedded provider's own CA: it is never a public host.
-        } else {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
-        for ca in &extra {
-            roots
-                .add(ca.clone())
-                .map_err(|e| format!("upstream CA certificate rejected: {e}"))?;
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        // An embedded provider is never a public host: only its own CA.
+        let public_roots = !matches!(spec.kind, UpstreamKind::Embedded { .. });
+        let tls = crate::net::tls_client_config(&extra, public_roots)
+            .map_err(|e| format!("upstream {e}"))?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
