@@ -234,7 +234,6 @@ impl Signer {
     ) -> Result<Self, SignerError> {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
-        let public = parsed.public_key().subject_public_key.data.to_vec();
         let not_after = parsed.validity().not_after.timestamp();
         let signer = Self {
             backend: Backend::Pkcs11(key),
@@ -250,15 +249,9 @@ impl Signer {
         let probe = signer
             .sign_at("mtls-gateway-check", "https://check.invalid/token", 0)
             .map_err(|_| SignerError::Remote("the test signature failed".into()))?;
-        let (signed, sig) = probe.rsplit_once('.').unwrap_or_default();
-        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
-        let params: &dyn signature::VerificationAlgorithm = match alg {
-            Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-            Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-        };
-        signature::UnparsedPublicKey::new(params, &public)
-            .verify(signed.as_bytes(), &sig)
-            .map_err(|_| SignerError::Mismatch)?;
+        if !signer.verifies(&probe) {
+            return Err(SignerError::Mismatch);
+        }
         Ok(signer)
     }
 
@@ -304,21 +297,35 @@ impl Signer {
                 None => "the test signature failed (see the log for why: network, permission, key)"
                     .into(),
             })?;
-        let (_, parsed) =
-            x509_parser::parse_x509_certificate(self.cert.as_ref()).map_err(|e| e.to_string())?;
-        let public = parsed.public_key().subject_public_key.data.to_vec();
-        let (signed, sig) = jwt.rsplit_once('.').unwrap_or_default();
-        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap_or_default();
+        if self.verifies(&jwt) {
+            Ok(())
+        } else {
+            Err(
+                "the key's signature does not verify with the certificate: they do not match"
+                    .into(),
+            )
+        }
+    }
+
+    /// Whether `jwt`'s signature verifies with the certificate's public key.
+    fn verifies(&self, jwt: &str) -> bool {
+        let Ok((_, parsed)) = x509_parser::parse_x509_certificate(self.cert.as_ref()) else {
+            return false;
+        };
+        let public = &parsed.public_key().subject_public_key.data;
+        let Some((signed, sig)) = jwt.rsplit_once('.') else {
+            return false;
+        };
+        let Ok(sig) = URL_SAFE_NO_PAD.decode(sig) else {
+            return false;
+        };
         let params: &dyn signature::VerificationAlgorithm = match self.alg {
             Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
         };
-        signature::UnparsedPublicKey::new(params, &public)
+        signature::UnparsedPublicKey::new(params, public.as_ref())
             .verify(signed.as_bytes(), &sig)
-            .map_err(|_| {
-                "the key's signature does not verify with the certificate: they do not match"
-                    .to_string()
-            })
+            .is_ok()
     }
 
     /// The `backend` label of the signature metrics.
@@ -587,6 +594,12 @@ impl AssertionCache {
             .sign_async(client_id, aud, now, observe)
             .await?
             .into();
+        self.keep(aud, &jwt, now);
+        Ok(jwt)
+    }
+
+    /// Keeps `jwt`, signed at `now`, as the assertion for `aud`.
+    fn keep(&self, aud: &str, jwt: &std::sync::Arc<str>, now: u64) {
         let fresh = std::sync::Arc::new(Reusable {
             jwt: jwt.clone(),
             exp: now + LIFETIME_SECS,
@@ -595,7 +608,6 @@ impl AssertionCache {
         if let Ok(mut m) = self.entries.lock() {
             m.insert(aud.to_string(), fresh);
         }
-        Ok(jwt)
     }
 
     /// The assertion to send for (`client_id`, `aud`) at `now` (seconds since the epoch).
@@ -617,14 +629,7 @@ impl AssertionCache {
             }
         }
         let jwt: std::sync::Arc<str> = signer.sign_at(client_id, aud, now)?.into();
-        let fresh = std::sync::Arc::new(Reusable {
-            jwt: jwt.clone(),
-            exp: now + LIFETIME_SECS,
-            refreshing: std::sync::atomic::AtomicBool::new(false),
-        });
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(aud.to_string(), fresh);
-        }
+        self.keep(aud, &jwt, now);
         Ok(jwt)
     }
 }
