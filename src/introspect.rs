@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
-use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Body;
 use serde_json::json;
 
@@ -79,48 +79,9 @@ where
         gw.metrics.introspection("invalid_request");
         e
     };
-    if req.method() != Method::POST {
-        return Err(fail(GatewayError::new(
-            ErrorKind::MethodNotAllowed,
-            "the introspection endpoint accepts POST only",
-        )));
-    }
-    let form_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return Err(fail(GatewayError::invalid_request(
-            "Content-Type must be application/x-www-form-urlencoded",
-        )));
-    }
-    let limits = &gw.config.limits;
-    let read = Limited::new(req.into_body(), limits.max_body_bytes).collect();
-    let body = match tokio::time::timeout(limits.request_timeout, read).await {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(fail(GatewayError::new(
-                ErrorKind::PayloadTooLarge,
-                format!("the request body exceeds {} bytes", limits.max_body_bytes),
-            )))
-        }
-        Ok(Err(_)) => {
-            return Err(fail(GatewayError::invalid_request(
-                "the request body could not be read",
-            )))
-        }
-        Err(_) => {
-            return Err(fail(GatewayError::new(
-                ErrorKind::RequestTimeout,
-                "the request body did not arrive within the request timeout",
-            )))
-        }
-    };
+    let body = crate::token::read_body(gw, req, "introspection")
+        .await
+        .map_err(fail)?;
     let form = crate::form::parse_form(&body).map_err(fail)?;
     let Some(token) = form.get("token") else {
         return Err(fail(GatewayError::invalid_request(

@@ -45,8 +45,13 @@ pub struct Audit {
     pub token_ref: Option<String>,
 }
 
-/// Step 1: method, content type, size; the body read within `request_timeout`.
-async fn read_body<B>(gw: &Gateway, req: Request<B>) -> Result<Bytes, GatewayError>
+/// Step 1: method, content type, size; the body read within `request_timeout`. `endpoint`
+/// names the endpoint in the refusal of another method. Also the introspection endpoint's.
+pub async fn read_body<B>(
+    gw: &Gateway,
+    req: Request<B>,
+    endpoint: &str,
+) -> Result<Bytes, GatewayError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -54,7 +59,7 @@ where
     if req.method() != Method::POST {
         return Err(GatewayError::new(
             ErrorKind::MethodNotAllowed,
-            "the token endpoint accepts POST only",
+            format!("the {endpoint} endpoint accepts POST only"),
         ));
     }
     let form_type = req
@@ -317,7 +322,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let authorization = reject_authorization_header(&req);
-    let body = read_body(gw, req).await?;
+    let body = read_body(gw, req, "token").await?;
     let form = parse_form(&body)?;
     audit.client_id = form.get("client_id").map(|c| c.chars().take(128).collect());
     authorization?;
