@@ -68,33 +68,25 @@ impl Ready<'_> {
             .as_bytes(),
         );
         let entry_key = store.key("token", &digest);
+        let read = |entry_key| shared_entry(store, entry_key);
+        // Hits need no lock; misses of this process queue here, so that one of them at a
+        // time competes for the replicas' lock.
+        let now = now_secs() as u64;
+        if let Ok(Some(hit)) = read(&entry_key).await {
+            if hit.fresh(now) {
+                return self.hit(&hit, now, audit).await;
+            }
+        }
         let lock_key = format!("{entry_key}:lock");
         let lock_for = self.upstream.spec.timeout + std::time::Duration::from_secs(1);
         let give_up = Instant::now() + lock_for + std::time::Duration::from_secs(1);
         let mut holder = [0u8; 16];
         let _ = aws_lc_rs::rand::fill(&mut holder);
         let holder = crate::identity::hex_lower(&holder);
-        let read = |entry_key: String| async move {
-            let sealed = store.get("cache_get", &entry_key).await?;
-            Ok::<_, crate::store::StoreError>(sealed.and_then(|s| {
-                store
-                    .sealer
-                    .open(entry_key.as_bytes(), &s)
-                    .and_then(|plain| crate::cache::Entry::from_bytes(&plain))
-            }))
-        };
-        // Hits need no lock; misses of this process queue here, so that one of them at a
-        // time competes for the replicas' lock.
-        let now = now_secs() as u64;
-        if let Ok(Some(hit)) = read(entry_key.clone()).await {
-            if hit.fresh(now) {
-                return self.hit(&hit, now, audit).await;
-            }
-        }
         let _local = slot.lock().await;
         loop {
             let now = now_secs() as u64;
-            match read(entry_key.clone()).await {
+            match read(&entry_key).await {
                 Ok(Some(hit)) if hit.fresh(now) => return self.hit(&hit, now, audit).await,
                 Ok(_) => {}
                 Err(_) => break,
@@ -109,7 +101,7 @@ impl Ready<'_> {
                 Ok(true) => {
                     // Another replica may have filled it between the read and the lock.
                     let now = now_secs() as u64;
-                    if let Ok(Some(hit)) = read(entry_key.clone()).await {
+                    if let Ok(Some(hit)) = read(&entry_key).await {
                         if hit.fresh(now) {
                             let _ = store.unlock(&lock_key, holder.as_bytes()).await;
                             return self.hit(&hit, now, audit).await;
@@ -272,4 +264,19 @@ async fn bind(
             .with_reason(e.to_string()))
         }
     }
+}
+
+/// The cached answer under `entry_key` on the shared store, if it opens (sealed by this
+/// deployment's key for this key).
+async fn shared_entry(
+    store: &crate::store::RedisStore,
+    entry_key: &str,
+) -> Result<Option<crate::cache::Entry>, crate::store::StoreError> {
+    let sealed = store.get("cache_get", entry_key).await?;
+    Ok(sealed.and_then(|s| {
+        store
+            .sealer
+            .open(entry_key.as_bytes(), &s)
+            .and_then(|plain| crate::cache::Entry::from_bytes(&plain))
+    }))
 }
