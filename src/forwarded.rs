@@ -22,6 +22,9 @@ pub enum HeaderFormat {
     NginxEscaped,
     /// Traefik `X-Forwarded-Tls-Client-Cert`.
     Traefik,
+    /// ingress-nginx `ssl-client-cert` (`auth-tls-pass-certificate-to-upstream`): the same
+    /// URL-encoded PEM as [`Self::NginxEscaped`] under the controller's header name.
+    IngressNginx,
 }
 
 impl HeaderFormat {
@@ -32,9 +35,13 @@ impl HeaderFormat {
             "x-forwarded-client-cert" => Some(Self::Xfcc),
             "x-ssl-client-cert" => Some(Self::NginxEscaped),
             "x-forwarded-tls-client-cert" => Some(Self::Traefik),
+            "ssl-client-cert" => Some(Self::IngressNginx),
             _ => None,
         }
     }
+
+    /// The accepted config values, for the message that refuses another.
+    pub const EXPECTED: &'static str = "\"client-cert\", \"x-forwarded-client-cert\", \"x-ssl-client-cert\", \"x-forwarded-tls-client-cert\" or \"ssl-client-cert\"";
 
     /// The header that carries the certificate.
     pub fn header(self) -> &'static str {
@@ -43,6 +50,7 @@ impl HeaderFormat {
             Self::Xfcc => "x-forwarded-client-cert",
             Self::NginxEscaped => "x-ssl-client-cert",
             Self::Traefik => "x-forwarded-tls-client-cert",
+            Self::IngressNginx => "ssl-client-cert",
         }
     }
 }
@@ -101,7 +109,7 @@ pub fn read(format: HeaderFormat, headers: &HeaderMap) -> Result<Option<Chain>, 
             chain
         }
         HeaderFormat::Xfcc => xfcc(value)?,
-        HeaderFormat::NginxEscaped => {
+        HeaderFormat::NginxEscaped | HeaderFormat::IngressNginx => {
             let pem =
                 url_decode(value).ok_or(ForwardedError::Malformed(name, "bad URL encoding"))?;
             let chain = pem_chain(&pem).ok_or(ForwardedError::Malformed(

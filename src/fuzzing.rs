@@ -91,6 +91,7 @@ pub fn forwarded(data: &[u8]) {
         "x-forwarded-client-cert",
         "x-ssl-client-cert",
         "x-forwarded-tls-client-cert",
+        "ssl-client-cert",
     ] {
         let Some(format) = HeaderFormat::parse(name) else {
             panic!("{name} is a documented header format");
@@ -212,6 +213,7 @@ pub fn authz(data: &[u8]) {
         "x-forwarded-client-cert",
         "x-ssl-client-cert",
         "x-forwarded-tls-client-cert",
+        "ssl-client-cert",
     ] {
         let Some(format) = HeaderFormat::parse(name) else {
             panic!("{name} is a documented header format");

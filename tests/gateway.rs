@@ -33,6 +33,8 @@ mod keyvault;
 mod limits;
 #[path = "gateway/logs.rs"]
 mod logs;
+#[path = "gateway/manifests.rs"]
+mod manifests;
 #[path = "gateway/matching.rs"]
 mod matching;
 #[path = "gateway/metadata.rs"]

@@ -120,7 +120,7 @@ impl Cx {
         if format.is_none() {
             self.problem(
                 "authz.header",
-                format!("\"{name}\" is not \"client-cert\", \"x-forwarded-client-cert\", \"x-ssl-client-cert\" or \"x-forwarded-tls-client-cert\""),
+                format!("\"{name}\" is not {}", HeaderFormat::EXPECTED),
             );
         }
         let peers = a

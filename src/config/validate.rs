@@ -319,7 +319,7 @@ impl Cx {
         if format.is_none() {
             self.problem(
                 "front_proxy.header",
-                format!("\"{name}\" is not \"client-cert\", \"x-forwarded-client-cert\", \"x-ssl-client-cert\" or \"x-forwarded-tls-client-cert\""),
+                format!("\"{name}\" is not {}", HeaderFormat::EXPECTED),
             );
         }
         if f.trusted_peers.is_empty() {

@@ -39,6 +39,11 @@ pub fn header_for(format: &str, name: &str) -> Vec<(&'static str, String)> {
             "x-ssl-client-cert",
             utf8_percent_encode(&leaf_pem(name), NON_ALPHANUMERIC).to_string(),
         )],
+        // ingress-nginx's auth-tls-pass-certificate-to-upstream: the same value, its own name.
+        "ssl-client-cert" => vec![(
+            "ssl-client-cert",
+            utf8_percent_encode(&leaf_pem(name), NON_ALPHANUMERIC).to_string(),
+        )],
         "x-forwarded-tls-client-cert" => vec![(
             "x-forwarded-tls-client-cert",
             utf8_percent_encode(&der_b64(name), NON_ALPHANUMERIC).to_string(),
@@ -106,6 +111,7 @@ async fn every_header_format_from_a_trusted_peer_gets_a_token() {
         "x-forwarded-client-cert",
         "x-ssl-client-cert",
         "x-forwarded-tls-client-cert",
+        "ssl-client-cert",
     ] {
         let h = start(front_proxy(format, "\"127.0.0.1/32\"", "")).await;
         let (status, body) = plain_token(
