@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::front_proxy::header_for;
-use crate::support::process::{start_nginx, Supervised};
+use crate::support::process::{shipped_nginx, start_nginx, Supervised};
 use crate::support::upstream::{Behaviour, FakeUpstream};
 use crate::support::*;
 
@@ -199,44 +199,15 @@ fn nginx_in_front(
     authz: SocketAddr,
     resource: SocketAddr,
 ) -> Option<(Supervised, u16)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped =
-        std::fs::read_to_string(root.join("examples/deploy/nginx/resource-auth-request.conf"))
-            .unwrap();
-    for expected in [
-        "server 127.0.0.1:9191;",
-        "server 127.0.0.1:8080;",
-        "listen 443 ssl;",
-    ] {
-        assert!(
-            shipped.contains(expected),
-            "the example no longer has {expected}"
-        );
-    }
     let conf = |port: u16| {
-        let server = shipped
-            .replace("server 127.0.0.1:9191;", &format!("server {authz};"))
-            .replace("server 127.0.0.1:8080;", &format!("server {resource};"))
-            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
-            .replace("/etc/nginx/tls/", &format!("{}/", dir.display()));
-        format!(
-            r#"worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  ssl_session_cache off;
-  ssl_session_tickets off;
-{server}
-}}
-"#,
-            dir = dir.display()
+        shipped_nginx(
+            "resource-auth-request.conf",
+            dir,
+            port,
+            &[
+                ("server 127.0.0.1:9191;", format!("server {authz};")),
+                ("server 127.0.0.1:8000;", format!("server {resource};")),
+            ],
         )
     };
     start_nginx(dir, conf)

@@ -426,3 +426,60 @@ fn every_embedded_gateway_toml_uses_known_keys_and_only_misses_the_mounted_files
     }
     assert!(configs >= 3, "{configs} embedded configurations");
 }
+
+/// All string values under `v` at any depth whose key is `key`.
+fn find_all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                if k.as_str() == Some(key) {
+                    out.push(val);
+                }
+                find_all(val, key, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|x| find_all(x, key, out)),
+        _ => {}
+    }
+}
+
+/// The Envoy bootstraps are whole files (no Envoy here to run them): they parse, name the
+/// version they target, listen on ports of their own (not the gateway's), send every route to
+/// a defined cluster, and replace the caller's XFCC (SANITIZE_SET).
+#[test]
+fn the_envoy_bootstraps_are_whole_and_do_not_clash_with_the_gateway() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gateway_ports = [8443, 8080, 9090, 9191];
+    for file in ["envoy.yaml", "resource-ext-authz.yaml"] {
+        let text = std::fs::read_to_string(root.join("examples/deploy/envoy").join(file)).unwrap();
+        assert!(text.contains("Envoy v1."), "{file}: no targeted version");
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let listeners = seq(&doc["static_resources"]["listeners"]);
+        assert!(!listeners.is_empty(), "{file}");
+        for l in &listeners {
+            let port = l["address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap();
+            assert!(!gateway_ports.contains(&port), "{file}: listens on {port}");
+        }
+        let admin = doc["admin"]["address"]["socket_address"]["port_value"].as_u64();
+        assert!(admin.is_some_and(|p| !gateway_ports.contains(&p)), "{file}");
+        let clusters: BTreeSet<String> = seq(&doc["static_resources"]["clusters"])
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        let mut used = Vec::new();
+        find_all(&doc, "cluster", &mut used);
+        assert!(!used.is_empty(), "{file}");
+        for c in used {
+            let c = c.as_str().unwrap_or_default();
+            assert!(clusters.contains(c), "{file}: cluster {c} is not defined");
+        }
+        let mut fcc = Vec::new();
+        find_all(&doc, "forward_client_cert_details", &mut fcc);
+        assert!(
+            !fcc.is_empty() && fcc.iter().all(|v| v.as_str() == Some("SANITIZE_SET")),
+            "{file}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A real nginx terminates mTLS and forwards `$ssl_client_escaped_cert` to the gateway's plain
-//! listener, as a platform team would deploy it.
+//! listener, as a platform team would deploy it: the shipped examples/deploy/nginx files.
 
-use crate::support::process::start_nginx;
+use crate::support::process::{nginx_t, shipped_nginx, start_nginx};
 use crate::support::*;
 
 #[tokio::test]
@@ -11,39 +11,13 @@ async fn nginx_terminating_mtls_forwards_the_certificate_to_the_plain_listener()
     let h = setup.start().await;
     let plain = h.running.as_ref().unwrap().plain_addr.unwrap();
     let dir = &h.setup.dir.0;
+    // The shipped examples/deploy/nginx/nginx.conf, only ports and paths changed.
     let conf = |port: u16| {
-        format!(
-            r#"worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/nginx-error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  upstream gateway {{ server {plain}; keepalive 8; }}
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {dir}/server.pem;
-    ssl_certificate_key {dir}/server-key.pem;
-    ssl_client_certificate {dir}/ca1.pem;
-    ssl_verify_client optional;
-    ssl_verify_depth 3;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    location / {{
-      proxy_pass http://gateway;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
-    }}
-  }}
-}}
-"#,
-            dir = dir.display()
+        shipped_nginx(
+            "nginx.conf",
+            dir,
+            port,
+            &[("server 127.0.0.1:8080;", format!("server {plain};"))],
         )
     };
     let Some((_nginx, port)) = start_nginx(dir, conf) else {
@@ -88,4 +62,30 @@ http {{
     .await;
     assert_error(&answer, 401, "invalid_client");
     h.stop().await;
+}
+
+/// Every shipped nginx example is a whole configuration `nginx -t` accepts (with its host paths
+/// moved into a test folder that holds real certificates), and `nginx -t` does refuse a
+/// fragment, so the check means something.
+#[test]
+fn every_shipped_nginx_file_passes_nginx_t() {
+    let setup = Setup::new();
+    let dir = &setup.dir.0;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("examples/deploy/nginx")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".conf") {
+            continue;
+        }
+        let conf = shipped_nginx(&name, dir, 44443, &[]);
+        let Some(result) = nginx_t(dir, &conf) else {
+            return;
+        };
+        assert_eq!(result, Ok(()), "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} files");
+    let fragment = "upstream g { server 127.0.0.1:1; }\nserver { listen 1; }\n";
+    assert!(nginx_t(dir, fragment).is_some_and(|r| r.is_err()));
 }

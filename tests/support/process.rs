@@ -227,6 +227,75 @@ pub fn free_port() -> u16 {
         .expect("loopback has free ports")
 }
 
+/// A shipped nginx example (a whole `nginx.conf` under examples/deploy/nginx/) made to run in
+/// `dir` on `port`: `replace` swaps its upstream addresses (each must be in the file, so a
+/// changed example fails here rather than testing something else), and the host paths (pid,
+/// logs, `/etc/nginx/tls/`) and the `listen 443` move into the test folder. Nothing else
+/// changes, so the test runs what a user would install.
+pub fn shipped_nginx(
+    file: &str,
+    dir: &std::path::Path,
+    port: u16,
+    replace: &[(&str, String)],
+) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(root.join("examples/deploy/nginx").join(file))
+        .expect("the example exists");
+    let d = dir.display();
+    let mut conf = String::new();
+    for line in shipped.lines() {
+        let t = line.trim_start();
+        let line = if t.starts_with("pid ") {
+            format!("pid {d}/nginx.pid;")
+        } else if t.starts_with("error_log ") {
+            format!("error_log {d}/nginx-error.log info;")
+        } else if t.starts_with("access_log ") {
+            "access_log off;".to_string()
+        } else if t.starts_with("worker_processes ") {
+            "worker_processes 1;".to_string()
+        } else if t == "http {" {
+            format!(
+                "http {{\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  ssl_session_cache off;"
+            )
+        } else {
+            line.to_string()
+        };
+        conf.push_str(&line);
+        conf.push('\n');
+    }
+    let mut replace: Vec<(&str, String)> = replace.to_vec();
+    replace.push(("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")));
+    for (from, to) in &replace {
+        assert!(conf.contains(from), "{file} no longer has {from}");
+        conf = conf.replace(from, to);
+    }
+    conf.replace(
+        "/etc/nginx/tls/legacy-clients-ca.pem",
+        &format!("{d}/ca1.pem"),
+    )
+    .replace("/etc/nginx/tls/clients-ca.pem", &format!("{d}/ca1.pem"))
+    .replace("/etc/nginx/tls/", &format!("{d}/"))
+}
+
+/// `nginx -t` on configuration `conf` (written to `dir`): `Ok` or nginx's own words.
+pub fn nginx_t(dir: &std::path::Path, conf: &str) -> Option<Result<(), String>> {
+    if !tool_available("nginx", "nginx-light") {
+        return None;
+    }
+    let path = dir.join("nginx-t.conf");
+    std::fs::write(&path, conf).expect("the test folder is writable");
+    let out = Command::new("nginx")
+        .args(["-t", "-e", "stderr", "-g", "user root;", "-c"])
+        .arg(&path)
+        .output()
+        .expect("nginx runs");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+}
+
 /// Starts nginx (Debian `nginx-light`) in the foreground with the configuration `conf(port)`
 /// written to `dir/nginx.conf`; `conf` must write its pid file to `dir/nginx.pid`. A port
 /// taken between choosing and binding makes nginx exit at once: then another port is tried.
