@@ -14,8 +14,8 @@ use crate::registry::{AuthMethod, Selector};
 
 /// `check`: validates everything (key files and HSM keys sign a test assertion at load),
 /// signs a test assertion with each Key Vault credential, and prints a summary; `Err` holds
-/// every problem.
-pub async fn check(path: &Path) -> Result<String, String> {
+/// every problem. `online`: also one real token request per client ([`crate::online`]).
+pub async fn check(path: &Path, online: bool) -> Result<String, String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
     for (name, signer) in &config.credentials {
@@ -25,16 +25,31 @@ pub async fn check(path: &Path) -> Result<String, String> {
             }
         }
     }
+    let mut report = String::new();
+    if online && problems.is_empty() {
+        for p in crate::online::probe(&config).await? {
+            let line = format!(
+                "client {} via upstream {}: {}",
+                p.client_id, p.upstream, p.line
+            );
+            if p.ok {
+                report.push_str(&format!("online: {line}\n"));
+            } else {
+                problems.push(format!("  - online: {line}"));
+            }
+        }
+    }
     if !problems.is_empty() {
+        // The probes that passed are reported beside the ones that did not.
         return Err(format!(
-            "{}: {} problem{}:\n{}\n",
+            "{}: {} problem{}:\n{}\n{report}",
             path.display(),
             problems.len(),
             if problems.len() == 1 { "" } else { "s" },
             problems.join("\n")
         ));
     }
-    Ok(summary(&config))
+    Ok(summary(&config) + &report)
 }
 
 /// The summary table `check` prints.

@@ -207,18 +207,55 @@ impl DistinguishedName {
         self.0.len() > 1 && self.0.iter().rev().eq(other.0.iter())
     }
 
-    /// Heuristic for `check`: a DN whose most specific (first written) RDN is a country or
-    /// domain component and whose last is a common name was probably written in DER order.
+    /// Heuristic for `check`: a DN written most general RDN first (OpenSSL's DER order, as
+    /// `openssl x509 -subject` prints it: `C = US, O = Contoso, CN = app`, or just `O = x, CN =
+    /// y`). True when the first written RDN is of a more general kind than the last one, by
+    /// the ranks of [`generality`].
     pub fn looks_reversed(&self) -> bool {
         let (Some(first_written), Some(last_written)) = (self.0.last(), self.0.first()) else {
             return false;
         };
-        self.0.len() > 1
-            && first_written
-                .iter()
-                .any(|a| a.oid == "2.5.4.6" || a.oid == "0.9.2342.19200300.100.1.25")
-            && last_written.iter().any(|a| a.oid == "2.5.4.3")
+        let rank = |rdn: &[Ava]| rdn.iter().filter_map(|a| generality(&a.oid)).max();
+        match (rank(first_written), rank(last_written)) {
+            (Some(first), Some(last)) => self.0.len() > 1 && first < last,
+            _ => false,
+        }
     }
+
+    /// `written` (an RFC 4514 string) with its RDNs in the opposite order and the spaces
+    /// around `=` and `,` that OpenSSL prints dropped: the spelling to suggest for a DN that
+    /// [`Self::looks_reversed`].
+    pub fn reversed_spelling(written: &str) -> String {
+        let mut rdns: Vec<String> = split_unescaped(trim_unescaped(written), ',')
+            .into_iter()
+            .map(|rdn| {
+                split_unescaped(rdn, '+')
+                    .into_iter()
+                    .map(|ava| match ava.split_once('=') {
+                        Some((t, v)) => format!("{}={}", t.trim(), trim_unescaped(v)),
+                        None => ava.trim().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .collect();
+        rdns.reverse();
+        rdns.join(",")
+    }
+}
+
+/// How general an attribute type is, for [`DistinguishedName::looks_reversed`]: country and
+/// domain components 0, state and locality 1, organisation 2, unit 3, names of one subject
+/// (CN, UID, email, serial number) 4. Other types have no rank.
+fn generality(oid: &str) -> Option<u8> {
+    Some(match oid {
+        "2.5.4.6" | "0.9.2342.19200300.100.1.25" => 0,
+        "2.5.4.8" | "2.5.4.7" => 1,
+        "2.5.4.10" | "2.5.4.97" => 2,
+        "2.5.4.11" => 3,
+        "2.5.4.3" | "0.9.2342.19200300.100.1.1" | "1.2.840.113549.1.9.1" | "2.5.4.5" => 4,
+        _ => return None,
+    })
 }
 
 /// Trims surrounding ASCII spaces, keeping a trailing space that a backslash escapes
@@ -516,6 +553,38 @@ mod tests {
         assert!(written.is_reverse_of(&right));
         assert!(written.looks_reversed());
         assert!(!right.looks_reversed());
+    }
+
+    #[test]
+    fn any_order_that_puts_the_most_general_rdn_first_looks_reversed() {
+        // OpenSSL 3's `-subject` spelling, with spaces around '=', and shorter DNs.
+        for written in [
+            "C = US, O = Contoso, CN = app",
+            "O = Contoso, CN = app",
+            "O=Contoso,OU=Billing",
+            "DC=com,DC=contoso,CN=app",
+            "L=Paris,CN=app",
+        ] {
+            assert!(dn(written).looks_reversed(), "{written}");
+        }
+        for written in [
+            "CN=app,O=Contoso,C=US",
+            "CN=app,O=Contoso",
+            "OU=Billing,O=Contoso",
+            "CN=app",
+            "CN=a,CN=b",
+            "CN=app,1.2.3.4=x",
+        ] {
+            assert!(!dn(written).looks_reversed(), "{written}");
+        }
+        assert_eq!(
+            DistinguishedName::reversed_spelling("C = US, O = Contoso\\, Inc., CN = app"),
+            "CN=app,O=Contoso\\, Inc.,C=US"
+        );
+        assert_eq!(
+            dn(&DistinguishedName::reversed_spelling("O = x, CN = y")),
+            dn("CN=y,O=x")
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub mod listener;
 pub mod metadata;
 pub mod metrics;
 pub mod net;
+pub mod online;
 pub mod pkcs11;
 pub mod pki;
 pub mod registry;

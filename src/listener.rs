@@ -122,7 +122,7 @@ async fn bind_optional(
 }
 
 /// Starts the embedded identity providers of `config`, each on its own listener.
-async fn start_idps(
+pub(crate) async fn start_idps(
     config: &Config,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<(BTreeMap<String, EmbeddedIdp>, Vec<JoinHandle<()>>), StartError> {

@@ -64,6 +64,10 @@ enum Command {
             default_value = "gateway.toml"
         )]
         config: PathBuf,
+        /// Also ask each client's upstream for a real token (client_credentials) and turn a
+        /// refusal into the fix.
+        #[arg(long)]
+        online: bool,
     },
     /// Print a certificate's subject, SANs, validity, SHA-1 thumbprint, x5t and x5t#S256.
     Thumbprint {
@@ -154,8 +158,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(config)),
-        Command::Check { config } => runtime
-            .block_on(commands::check(&config))
+        Command::Check { config, online } => runtime
+            .block_on(commands::check(&config, online))
             .map(|s| print!("{s}")),
         Command::Thumbprint { file, password_env } => {
             commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))

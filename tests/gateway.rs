@@ -9,6 +9,8 @@ mod architecture;
 mod assertion;
 #[path = "gateway/binding.rs"]
 mod binding;
+#[path = "gateway/check.rs"]
+mod check;
 #[path = "gateway/cli.rs"]
 mod cli;
 #[path = "gateway/config.rs"]

@@ -88,12 +88,21 @@ impl Cx {
             );
             *ok = false;
         }
-        if !upstreams.contains_key(&c.upstream) {
-            self.problem(
-                &format!("{key}.upstream"),
-                format!("no [upstreams.{}] is defined", c.upstream),
-            );
-            *ok = false;
+        match upstreams.get(&c.upstream) {
+            None => {
+                self.problem(
+                    &format!("{key}.upstream"),
+                    format!("no [upstreams.{}] is defined", c.upstream),
+                );
+                *ok = false;
+            }
+            Some(u) if matches!(u.kind, UpstreamKind::Entra { .. }) && !is_guid(&c.client_id) => {
+                self.warnings.push(format!(
+                    "{key}.client_id: \"{}\" is not a GUID; Entra knows an app registration by its Application (client) ID, a GUID such as 6f1c1a8e-1111-2222-3333-444455556666, and answers AADSTS700016 for anything else",
+                    c.client_id
+                ));
+            }
+            Some(_) => {}
         }
         let credential = credentials.get(&c.credential).cloned();
         if credential.is_none() {
@@ -249,7 +258,8 @@ impl Cx {
                 Ok(dn) => {
                     if dn.looks_reversed() {
                         self.warnings.push(format!(
-                            "{k}: \"{value}\" looks like it is written in DER (OpenSSL) order; RFC 4514 puts the most specific RDN first (CN=...,O=...,C=...), and a reversed DN does not match"
+                            "{k}: \"{value}\" is written most general RDN first (OpenSSL's order); RFC 4514 puts the most specific first and a reversed DN does not match: write \"{}\"",
+                            DistinguishedName::reversed_spelling(value)
                         ));
                     }
                     Some(Selector::SubjectDn(dn))
@@ -336,4 +346,14 @@ fn fingerprint(
         credential.x5t_s256,
     );
     identity::sha256(text.as_bytes())
+}
+
+/// `8-4-4-4-12` hexadecimal digits, as Entra writes an Application (client) ID.
+fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -335,8 +335,8 @@ pub fn load_str(text: &str, path: &Path, env: &dyn Env) -> Result<Config, Config
         file: path.to_path_buf(),
         problems,
     };
-    let raw: RawConfig =
-        toml::from_str(text).map_err(|e| fail(vec![ConfigError::new("toml", toml_error(&e))]))?;
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| fail(vec![ConfigError::new("toml", toml_error(&e, text))]))?;
     let mut cx = Cx {
         base: base_dir(path),
         problems: Vec::new(),
@@ -354,14 +354,57 @@ pub fn load_str(text: &str, path: &Path, env: &dyn Env) -> Result<Config, Config
     Err(fail(cx.problems))
 }
 
-fn toml_error(e: &toml::de::Error) -> String {
-    // toml's message carries line, column and the offending key; keep it on one line.
-    e.to_string()
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ")
+/// A TOML error as `check` prints it: `line L, column C: what`, a "did you mean" for an
+/// unknown key that is close to a known one, then the line itself with the span marked.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim_end();
+    let mut out = String::new();
+    let span = e.span().filter(|s| s.start <= text.len());
+    if let Some(span) = &span {
+        let before = &text[..span.start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        out.push_str(&format!("line {line}, column {column}: "));
+    }
+    out.push_str(&message.replace('\n', "; "));
+    if let Some(suggestion) = did_you_mean(message) {
+        out.push_str(&format!("; did you mean `{suggestion}`?"));
+    }
+    if let Some(span) = span {
+        let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[span.start..]
+            .find('\n')
+            .map_or(text.len(), |i| span.start + i);
+        let line_text = text[start..end].trim_end_matches('\r');
+        let number = text[..span.start].matches('\n').count() + 1;
+        let pad = " ".repeat(number.to_string().len());
+        let lead = text[start..span.start].chars().count();
+        let width = text[span.start..span.end.min(end).max(span.start)]
+            .chars()
+            .count()
+            .max(1);
+        out.push_str(&format!(
+            "\n      {pad} |\n      {number} | {line_text}\n      {pad} | {}{}",
+            " ".repeat(lead),
+            "^".repeat(width)
+        ));
+    }
+    out
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`"): the known
+/// key closest to `x`, when it is close enough to be a typo.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
+        .min()?;
+    let limit = (unknown.chars().count() / 3).max(2);
+    (best.0 <= limit).then(|| best.1.to_string())
 }
 
 /// Parses an `x5t#S256` (base64url, 43 chars) or a hex SHA-256 thumbprint, with or without
@@ -386,7 +429,7 @@ pub fn parse_thumbprint(t: &str) -> Option<[u8; 32]> {
 pub fn thumbprint_problem(t: &str) -> String {
     let hex: String = t.trim().chars().filter(|c| *c != ':').collect();
     if hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return "this is a SHA-1 thumbprint; use the SHA-256 one: `mtls-gateway thumbprint FILE` prints the x5t#S256".into();
+        return "this is SHA-1; use `mtls-gateway thumbprint FILE` for the x5t#S256".into();
     }
     "not an x5t#S256 (43 base64url characters) or a SHA-256 hex thumbprint (64 digits, colons allowed)".into()
 }
@@ -428,6 +471,31 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::validate::valid_tenant;
     use super::*;
+
+    #[test]
+    fn toml_errors_name_the_line_and_suggest_the_key_meant() {
+        let text = "[server]\nlistn = \"127.0.0.1:8443\"\n";
+        let e = toml::from_str::<RawConfig>(text).unwrap_err();
+        let shown = toml_error(&e, text);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(
+            lines[0]
+                .starts_with("line 2, column 1: unknown field `listn`, expected one of `listen`"),
+            "{shown}"
+        );
+        assert!(lines[0].ends_with("; did you mean `listen`?"), "{shown}");
+        assert_eq!(lines[2], "      2 | listn = \"127.0.0.1:8443\"");
+        assert_eq!(lines[3], "        | ^^^^^");
+        // Nothing close: no suggestion.
+        assert_eq!(
+            did_you_mean("unknown field `zzzzzzzz`, expected `listen`"),
+            None
+        );
+        assert_eq!(
+            did_you_mean("unknown field `client_idd`, expected one of `client_id`, `upstream`"),
+            Some("client_id".into())
+        );
+    }
 
     #[test]
     fn durations_parse_with_units() {

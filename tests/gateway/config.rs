@@ -146,7 +146,8 @@ fn a_dn_in_der_order_loads_with_a_warning() {
         config
             .warnings
             .iter()
-            .any(|w| w.contains("DER (OpenSSL) order")),
+            .any(|w| w.contains("most general RDN first")
+                && w.contains("write \"CN=billing-legacy,O=Contoso,C=US\"")),
         "{:?}",
         config.warnings
     );
