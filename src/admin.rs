@@ -1,4 +1,6 @@
-//! The admin listener (plain HTTP): `/metrics`, `/healthz`, `/readyz`.
+//! The admin listener (plain HTTP): `/metrics`, `/healthz`, `/readyz`, `/version`, and
+//! `/config` (the effective configuration of the generation serving now, secrets redacted:
+//! [`crate::config::effective`]). Bind it where only operators and the kubelet reach it.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +12,20 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use arc_swap::ArcSwap;
+
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+
+/// What the admin endpoints read.
+pub struct Shared {
+    /// Ready to serve (false before start and from SIGTERM on).
+    pub ready: Arc<AtomicBool>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The generation serving now.
+    pub state: Arc<ArcSwap<Gateway>>,
+}
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -33,12 +48,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// `/readyz` answers 503 while in-flight requests finish. Bounded like the main listener: a
 /// first-byte and head deadline (`head_timeout`, the main listener's `header_read_timeout`),
 /// and at most [`MAX_CONNECTIONS`] connections.
-pub async fn serve(
-    listener: TcpListener,
-    ready: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-    head_timeout: std::time::Duration,
-) {
+pub async fn serve(listener: TcpListener, shared: Shared, head_timeout: std::time::Duration) {
+    let shared = Arc::new(shared);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -46,34 +57,17 @@ pub async fn serve(
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.connection_refused("admin_cap");
+            shared.metrics.connection_refused("admin_cap");
             drop(tcp);
             continue;
         };
-        let ready = ready.clone();
-        let metrics = metrics.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let ready = ready.load(Ordering::SeqCst);
-                    let metrics = metrics.clone();
-                    async move {
-                        let plain = "text/plain; charset=utf-8";
-                        Ok::<_, Infallible>(match (req.method(), req.uri().path()) {
-                            (&http::Method::GET, "/metrics") => {
-                                text(StatusCode::OK, OPENMETRICS, metrics.encode())
-                            }
-                            (&http::Method::GET, "/healthz") => text(StatusCode::OK, plain, "ok\n"),
-                            (&http::Method::GET, "/readyz") if ready => {
-                                text(StatusCode::OK, plain, "ready\n")
-                            }
-                            (&http::Method::GET, "/readyz") => {
-                                text(StatusCode::SERVICE_UNAVAILABLE, plain, "not ready\n")
-                            }
-                            _ => text(StatusCode::NOT_FOUND, plain, "not found\n"),
-                        })
-                    }
+                    let answer = route(&shared, req.method(), req.uri().path());
+                    async move { Ok::<_, Infallible>(answer) }
                 });
             let builder = crate::net::http_server(head_timeout, 8);
             let io = crate::net::FirstByteDeadline::new(tcp, head_timeout);
@@ -85,4 +79,30 @@ pub async fn serve(
             .await;
         });
     }
+}
+
+fn route(shared: &Shared, method: &http::Method, path: &str) -> Response<Full<Bytes>> {
+    let plain = "text/plain; charset=utf-8";
+    let json = "application/json";
+    if method != http::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, plain, "only GET\n");
+    }
+    match path {
+        "/metrics" => text(StatusCode::OK, OPENMETRICS, shared.metrics.encode()),
+        "/healthz" => text(StatusCode::OK, plain, "ok\n"),
+        "/readyz" if shared.ready.load(Ordering::SeqCst) => text(StatusCode::OK, plain, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, plain, "not ready\n"),
+        "/version" => text(StatusCode::OK, json, pretty(&crate::version::json())),
+        "/config" => {
+            let gateway = shared.state.load();
+            let mut doc = crate::config::effective(&gateway.config);
+            doc["generation"] = serde_json::json!(gateway.generation);
+            text(StatusCode::OK, json, pretty(&doc))
+        }
+        _ => text(StatusCode::NOT_FOUND, plain, "not found\n"),
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }

@@ -201,6 +201,31 @@ impl DistinguishedName {
         )
     }
 
+    /// This DN as it is compared (values case-folded and space-folded; opaque values as
+    /// `#hex`), RFC 4514 most specific RDN first: how `/config` shows a configured DN.
+    pub fn to_rfc4514_string(&self) -> String {
+        let mut out = String::new();
+        for (i, rdn) in self.0.iter().rev().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            for (j, ava) in rdn.iter().enumerate() {
+                if j > 0 {
+                    out.push('+');
+                }
+                out.push_str(keyword_of(&ava.oid).unwrap_or(&ava.oid));
+                out.push('=');
+                if ava.opaque {
+                    out.push('#');
+                    out.push_str(&ava.value);
+                } else {
+                    escape_into(&mut out, &ava.value);
+                }
+            }
+        }
+        out
+    }
+
     /// True when this DN, read in the opposite RDN order, equals `other`: the usual mistake
     /// of writing a DN in OpenSSL's default (DER) order. `check` warns about it.
     pub fn is_reverse_of(&self, other: &Self) -> bool {

@@ -349,6 +349,12 @@ pub struct Cidr {
     prefix: u8,
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 impl Cidr {
     /// Parses `"10.0.0.0/8"`, `"::1/128"` or a bare address.
     pub fn parse(s: &str) -> Option<Self> {

@@ -193,20 +193,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let plain = plain.map(|(l, _)| l);
     let authz = bind_optional(authz_listen, "authz decision listener ready").await?;
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_addr = match admin {
+    let admin = match admin {
         None => None,
-        Some(admin) => {
-            let (l, bound) = bind(admin).await?;
-            others.push(tokio::spawn(crate::admin::serve(
-                l,
-                ready.clone(),
-                metrics.clone(),
-                admin_head_timeout,
-            )));
-            tracing::info!(addr = %bound, "admin listener ready");
-            Some(bound)
-        }
+        Some(admin) => Some(bind(admin).await?),
     };
+    let admin_addr = admin.as_ref().map(|(_, a)| *a);
 
     let reloader = Arc::new(Reloader {
         path,
@@ -217,6 +208,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         lock: Mutex::new(()),
     });
     others.push(tokio::spawn(watch_files(reloader.clone(), seen)));
+    if let Some((l, bound)) = admin {
+        others.push(tokio::spawn(crate::admin::serve(
+            l,
+            crate::admin::Shared {
+                ready: ready.clone(),
+                metrics: metrics.clone(),
+                state: reloader.state.clone(),
+            },
+            admin_head_timeout,
+        )));
+        tracing::info!(addr = %bound, "admin listener ready");
+    }
     let authz_addr = authz.as_ref().map(|(_, a)| *a);
     if let Some((l, _)) = authz {
         others.push(tokio::spawn(authz_loop(

@@ -37,6 +37,17 @@ pub struct UpstreamNameLabels {
     pub upstream: String,
 }
 
+/// `build_info` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: &'static str,
+    /// The rustls version.
+    pub rustls: &'static str,
+    /// The commit.
+    pub commit: &'static str,
+}
+
 /// `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -79,6 +90,8 @@ fn latency_histogram() -> Histogram {
 /// Every metric of the gateway.
 pub struct Metrics {
     registry: Registry,
+    /// The unprefixed `process_*` families.
+    process: Registry,
     /// `requests_total{route,outcome}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `request_duration_seconds`.
@@ -202,6 +215,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut metrics = Self {
             registry: Registry::with_prefix("mtls_gateway"),
+            process: Registry::default(),
             upstream_duration: Family::new_with_constructor(latency_histogram),
             requests: Family::<RequestLabels, Counter>::default(),
             request_duration: latency_histogram(),
@@ -230,6 +244,22 @@ impl Metrics {
             state_store_duration: Family::new_with_constructor(latency_histogram),
         };
         metrics.state_store_up.set(1);
+        metrics
+            .process
+            .register_collector(Box::new(crate::process::ProcessCollector));
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::version::VERSION,
+                rustls: crate::version::RUSTLS,
+                commit: crate::version::COMMIT,
+            })
+            .set(1);
+        metrics.registry.register(
+            "build_info",
+            "1, labelled with the version, the rustls version and the commit of this binary",
+            build_info,
+        );
         metrics.register();
         metrics.register_binding_and_state();
         metrics.config_last_reload_success.set(1);
@@ -368,11 +398,14 @@ impl Metrics {
         );
     }
 
-    /// Prometheus text exposition.
+    /// Prometheus text exposition: the gateway's families, then the standard `process_*` ones.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process);
+        let _ = encode_eof(&mut out);
         out
     }
 

@@ -3,6 +3,8 @@
 
 mod support;
 
+#[path = "gateway/admin.rs"]
+mod admin;
 #[path = "gateway/architecture.rs"]
 mod architecture;
 #[path = "gateway/assertion.rs"]

@@ -21,6 +21,7 @@ use crate::trust::{Anchors, ClientTrust};
 mod binding;
 mod clients;
 mod credentials;
+mod effective;
 mod raw;
 mod state;
 mod validate;
@@ -30,6 +31,7 @@ use validate::Cx;
 
 pub use crate::keys::{parse_certs, parse_crls, pem_error, read_pkcs12};
 pub use binding::{Authz, Binding, BindingMode, Introspection, UnknownToken, DEFAULT_MAX_RECORDS};
+pub use effective::{effective, redact_url};
 pub use state::{RedisState, Secret, StateStore, DEFAULT_STATE_TIMEOUT};
 
 // ---------------------------------------------------------------------------------------------

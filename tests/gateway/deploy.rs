@@ -63,6 +63,10 @@ fn the_dockerfile_build_stage_has_every_file_cargo_needs() {
         .parse()
         .unwrap();
     let mut needed: Vec<PathBuf> = vec![PathBuf::from("src/lib.rs")];
+    // The build script writes the environment the crate's `env!`s read.
+    if root.join("build.rs").exists() {
+        needed.push(PathBuf::from("build.rs"));
+    }
     for (kind, folder) in [
         ("bin", "src/bin"),
         ("bench", "benches"),
@@ -110,6 +114,13 @@ fn the_dockerfile_build_stage_has_every_file_cargo_needs() {
             }
         }
     }
+    assert!(
+        dockerfile.contains(&format!(
+            "org.opencontainers.image.version=\"{}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "the image's version label is not Cargo.toml's"
+    );
     let metadata = std::process::Command::new(env!("CARGO"))
         .args(["metadata", "--locked", "--offline", "--format-version", "1"])
         .current_dir(&work)
