@@ -64,6 +64,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod trace;
 pub mod trust;
 pub mod upstream;
 pub mod version;

@@ -134,6 +134,7 @@ fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = matches!(cli.log_format, LogFormat::Json);
     if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
@@ -183,6 +184,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // With JSON logs, a fatal error is one JSON event too, so that a log shipper reading
+        // the container's stderr gets it whole.
+        Err(e) if json => {
+            tracing::error!(error = %e.trim_end(), "fatal: the command failed");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {}", e.trim_end());
             ExitCode::from(1)

@@ -234,7 +234,11 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut audit = Audit::default();
+    let mut audit = Audit {
+        trace: crate::trace::from_headers(req.headers()),
+        ..Audit::default()
+    };
+    let client_addr = client_addr(gw, conn, req.headers());
     let presented = match forwarded(gw, conn, &req) {
         Some(read) => {
             audit.forwarded = true;
@@ -257,6 +261,7 @@ where
     log_audit(
         id,
         conn,
+        client_addr,
         &audit,
         outcome,
         reason.as_ref(),
@@ -266,9 +271,48 @@ where
     (response, outcome)
 }
 
+/// Milliseconds rounded to the microsecond, as logs show them (`duration_ms=0.057`).
+fn ms(seconds: f64) -> f64 {
+    (seconds * 1_000_000.0).round() / 1000.0
+}
+
+/// The address of the client behind a trusted proxy: the last (rightmost) entry of the last
+/// `X-Forwarded-For` header, the one the proxy itself appended; earlier entries were written
+/// by whoever sent the request and are not believed. `None` when the peer is not a trusted
+/// proxy or the entry is not an address.
+fn client_addr(
+    gw: &Gateway,
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+) -> Option<std::net::IpAddr> {
+    let fp = gw.config.front_proxy.as_ref()?;
+    if !fp.trusts_peer(conn.peer_addr.ip()) {
+        return None;
+    }
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    parse_forwarded_addr(entry)
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
+fn parse_forwarded_addr(entry: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = entry.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse().ok())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn log_audit(
     id: &str,
     conn: &ConnInfo,
+    client_addr: Option<std::net::IpAddr>,
     audit: &Audit,
     outcome: &str,
     error: Option<&GatewayError>,
@@ -283,20 +327,22 @@ fn log_audit(
                 target: "audit",
                 request_id = id,
                 peer = %conn.peer_addr,
+                client_addr = client_addr.map(tracing::field::display),
+                trace_id = audit.trace.as_ref().map(|t| t.trace_id.as_str()),
                 client_id = audit.client_id.as_deref(),
                 auth_method = audit.method,
                 cert_source = if audit.forwarded { "forwarded" } else { "handshake" },
                 token_cache = audit.cache,
                 token_ref = audit.token_ref.as_deref(),
-                cert_x5t_s256 = audit.x5t_s256.as_deref(),
-                cert_subject = audit.subject.as_deref(),
+                cert_x5t_s256 = audit.cert.as_ref().map(|c| c.identity.x5t_s256.as_str()),
+                cert_subject = audit.cert.as_ref().map(|c| c.identity.subject_display.as_str()),
                 authenticated = audit.authenticated,
                 outcome,
                 reason = reason.as_deref(),
                 status,
                 upstream_status = audit.upstream_status,
                 upstream_ms = audit.upstream_ms,
-                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                duration_ms = ms(started.elapsed().as_secs_f64()),
                 "token request"
             )
         };

@@ -184,7 +184,19 @@ impl Upstream {
         url: &str,
         form: Bytes,
     ) -> Result<UpstreamResponse, UpstreamFailure> {
-        self.exchange(Method::POST, url, Some(form)).await
+        self.exchange(Method::POST, url, Some(form), None).await
+    }
+
+    /// As [`Self::post_form`], carrying a W3C `traceparent` (the gateway's own span in the
+    /// client's trace, [`crate::trace`]).
+    pub async fn post_form_traced(
+        &self,
+        url: &str,
+        form: Bytes,
+        traceparent: Option<&HeaderValue>,
+    ) -> Result<UpstreamResponse, UpstreamFailure> {
+        self.exchange(Method::POST, url, Some(form), traceparent)
+            .await
     }
 
     /// The discovery document, from memory when fetched less than 10 minutes ago.
@@ -199,7 +211,7 @@ impl Upstream {
             .metadata_url
             .as_deref()
             .ok_or_else(|| UpstreamFailure::Unavailable("no metadata_url is configured".into()))?;
-        let response = self.exchange(Method::GET, url, None).await?;
+        let response = self.exchange(Method::GET, url, None, None).await?;
         if !response.status.is_success() {
             return Err(UpstreamFailure::Unavailable(format!(
                 "metadata answered {}",
@@ -250,7 +262,7 @@ impl Upstream {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad("no jwks_uri"))?;
-        let answer = self.exchange(Method::GET, jwks_uri, None).await?;
+        let answer = self.exchange(Method::GET, jwks_uri, None, None).await?;
         if !answer.status.is_success() {
             return Err(UpstreamFailure::Unavailable(format!(
                 "jwks_uri answered {}",
@@ -267,12 +279,16 @@ impl Upstream {
         method: Method,
         url: &str,
         form: Option<Bytes>,
+        traceparent: Option<&HeaderValue>,
     ) -> Result<UpstreamResponse, UpstreamFailure> {
         let timeout = self.spec.timeout;
         let attempt = async {
             // A connect failure means nothing was sent: retry it once, nothing else.
-            match self.send(method.clone(), url, form.clone()).await {
-                Err(Retry::Connect(_)) => self.send(method, url, form).await,
+            match self
+                .send(method.clone(), url, form.clone(), traceparent)
+                .await
+            {
+                Err(Retry::Connect(_)) => self.send(method, url, form, traceparent).await,
                 other => other,
             }
         };
@@ -288,6 +304,7 @@ impl Upstream {
         method: Method,
         url: &str,
         form: Option<Bytes>,
+        traceparent: Option<&HeaderValue>,
     ) -> Result<UpstreamResponse, Retry> {
         let mut builder = Request::builder()
             .method(method)
@@ -299,6 +316,9 @@ impl Upstream {
             );
         if form.is_some() {
             builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        if let Some(t) = traceparent {
+            builder = builder.header(crate::trace::TRACEPARENT, t.clone());
         }
         let request = builder
             .body(Full::new(form.unwrap_or_default()))

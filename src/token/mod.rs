@@ -27,10 +27,9 @@ pub struct Audit {
     pub client_id: Option<String>,
     /// The registered auth method.
     pub method: Option<&'static str>,
-    /// `x5t#S256` of the presented certificate.
-    pub x5t_s256: Option<String>,
-    /// Subject of the presented certificate (RFC 4514).
-    pub subject: Option<String>,
+    /// The presented certificate (its `x5t#S256` and subject are logged), whether or not the
+    /// client_id is known and the certificate matches.
+    pub cert: Option<Arc<PeerCertificate>>,
     /// Upstream status, when forwarded.
     pub upstream_status: Option<u16>,
     /// Upstream latency in milliseconds.
@@ -43,6 +42,8 @@ pub struct Audit {
     pub cache: Option<&'static str>,
     /// The issued token's binding reference ([`crate::binding::log_ref`]), never the token.
     pub token_ref: Option<String>,
+    /// The client's W3C trace context, continued to the upstream.
+    pub trace: Option<crate::trace::TraceParent>,
 }
 
 /// Step 1: method, content type, size; the body read within `request_timeout`. `endpoint`
@@ -216,8 +217,6 @@ fn authenticate(
         }
         Some(Ok(peer)) => peer,
     };
-    audit.x5t_s256 = Some(peer.identity.x5t_s256.clone());
-    audit.subject = Some(peer.identity.subject_display.clone());
     reg.authenticate(
         peer,
         &gw.config.server.client_trust,
@@ -321,6 +320,9 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if let Ok(Some(Ok(peer))) = &presented {
+        audit.cert = Some(peer.clone());
+    }
     let authorization = reject_authorization_header(&req);
     let body = read_body(gw, req, "token").await?;
     let form = parse_form(&body)?;
@@ -461,6 +463,7 @@ async fn forward(
                 "this client has too many token requests in flight; retry later",
             )
         })?;
+    let traceparent = audit.trace.as_ref().and_then(|t| t.child());
     let exchange = {
         let upstream = upstream.clone();
         let url = url.to_string();
@@ -470,7 +473,9 @@ async fn forward(
         let task = tokio::spawn(async move {
             let _slot = slot;
             let started = Instant::now();
-            let result = upstream.post_form(&url, body).await;
+            let result = upstream
+                .post_form_traced(&url, body, traceparent.as_ref())
+                .await;
             let elapsed = started.elapsed();
             count_exchange(&metrics, name, &result, elapsed);
             (result, elapsed)
@@ -481,7 +486,7 @@ async fn forward(
         }
     };
     let (result, elapsed) = exchange.wait().await?;
-    audit.upstream_ms = Some(elapsed.as_secs_f64() * 1000.0);
+    audit.upstream_ms = Some((elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0);
     let answer = result?;
     audit.upstream_status = Some(answer.status.as_u16());
     Ok(answer)

@@ -397,3 +397,32 @@ fn log_format_and_level_come_from_the_environment_too() {
     served.signal("TERM");
     assert!(served.wait_exit().success());
 }
+
+#[test]
+fn fatal_start_up_errors_are_one_json_event_with_json_logs() {
+    let setup = Setup::new().only_clients(&pki_client("a", ""));
+    let config = setup.write();
+    let out = bin()
+        .args(["--log-format", "json", "serve", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let fatal = events.last().unwrap();
+    assert_eq!(fatal["level"], "ERROR");
+    assert_eq!(fatal["message"], "fatal: the command failed");
+    let error = fatal["error"].as_str().unwrap();
+    assert!(
+        error.contains("1 problem") && error.contains("needs exactly one of"),
+        "{error}"
+    );
+    // Text logs keep the plain line.
+    let out = bin().args(["serve", "-c"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+}

@@ -32,6 +32,8 @@ pub enum Behaviour {
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub forms: Arc<Mutex<Vec<(String, String)>>>,
+    /// The headers of each request, in order.
+    pub headers: Arc<Mutex<Vec<http::HeaderMap>>>,
     /// TCP connections accepted.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Requests whose handling was cancelled before it answered: over HTTP/2, each is a
@@ -79,6 +81,8 @@ impl FakeUpstream {
         let addr = listener.local_addr().unwrap();
         let forms: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let recorded = forms.clone();
+        let headers: Arc<Mutex<Vec<http::HeaderMap>>> = Arc::default();
+        let heads = headers.clone();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = connections.clone();
         let cancelled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -92,6 +96,7 @@ impl FakeUpstream {
                 let acceptor = acceptor.clone();
                 let behaviour = behaviour.clone();
                 let recorded = recorded.clone();
+                let heads = heads.clone();
                 let cancels = cancels.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
@@ -119,10 +124,10 @@ impl FakeUpstream {
                         }
                         Behaviour::Delayed(ms, status, body) => {
                             let json = vec![("content-type", "application/json")];
-                            answer(tls, recorded, cancels, ms, status, json, body).await;
+                            answer(tls, (recorded, heads), cancels, ms, status, json, body).await;
                         }
                         Behaviour::Answer(status, headers, body) => {
-                            answer(tls, recorded, cancels, 0, status, headers, body).await;
+                            answer(tls, (recorded, heads), cancels, 0, status, headers, body).await;
                         }
                     }
                 });
@@ -131,6 +136,7 @@ impl FakeUpstream {
         Self {
             addr,
             forms,
+            headers,
             connections,
             cancelled,
             task,
@@ -167,7 +173,10 @@ pub fn ok_answer() -> Behaviour {
 /// Serves HTTP on `tls`: records each request's path and body, waits `delay_ms`, answers.
 async fn answer(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    recorded: Arc<Mutex<Vec<(String, String)>>>,
+    (recorded, heads): (
+        Arc<Mutex<Vec<(String, String)>>>,
+        Arc<Mutex<Vec<http::HeaderMap>>>,
+    ),
     cancels: Arc<std::sync::atomic::AtomicUsize>,
     delay_ms: u64,
     status: u16,
@@ -176,10 +185,12 @@ async fn answer(
 ) {
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let (recorded, headers, body) = (recorded.clone(), headers.clone(), body.clone());
+        let heads = heads.clone();
         let cancels = cancels.clone();
         async move {
             let mut pending = Pending(cancels, true);
             let path = req.uri().path().to_string();
+            heads.lock().unwrap().push(req.headers().clone());
             let form = req
                 .into_body()
                 .collect()
