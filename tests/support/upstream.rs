@@ -170,13 +170,16 @@ pub fn ok_answer() -> Behaviour {
     )
 }
 
+/// Where requests are recorded: (path, body) and headers.
+type Recorders = (
+    Arc<Mutex<Vec<(String, String)>>>,
+    Arc<Mutex<Vec<http::HeaderMap>>>,
+);
+
 /// Serves HTTP on `tls`: records each request's path and body, waits `delay_ms`, answers.
 async fn answer(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    (recorded, heads): (
-        Arc<Mutex<Vec<(String, String)>>>,
-        Arc<Mutex<Vec<http::HeaderMap>>>,
-    ),
+    (recorded, heads): Recorders,
     cancels: Arc<std::sync::atomic::AtomicUsize>,
     delay_ms: u64,
     status: u16,
