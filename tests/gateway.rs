@@ -45,6 +45,8 @@ mod matching;
 mod metadata;
 #[path = "gateway/nginx.rs"]
 mod nginx;
+#[path = "gateway/observability.rs"]
+mod observability;
 #[path = "gateway/operations.rs"]
 mod operations;
 #[path = "gateway/pkcs11.rs"]
