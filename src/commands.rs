@@ -205,7 +205,15 @@ fn describe(id: &ClientIdentity) -> String {
 }
 
 /// `dev-pki --out DIR`: writes the files and describes each certificate.
-pub fn dev_pki(out: &Path) -> Result<String, String> {
+pub fn dev_pki(out: &Path, force: bool) -> Result<String, String> {
+    let ca = out.join("ca.pem");
+    if ca.exists() && !force {
+        return Err(format!(
+            "{} exists: a new CA would leave every certificate the old one issued unverifiable; pass --force to replace the development PKI in {}",
+            ca.display(),
+            out.display()
+        ));
+    }
     let written = crate::pki::write_dev_pki(out)?;
     let mut text = format!(
         "wrote a development PKI to {} (never use it in production):\n",

@@ -82,6 +82,9 @@ enum Command {
         /// Output folder.
         #[arg(long, default_value = "dev-pki")]
         out: PathBuf,
+        /// Replace an existing development CA (every certificate it issued stops verifying).
+        #[arg(long)]
+        force: bool,
     },
     /// Run the embedded Entra-compatible identity provider on its own.
     MockIdp {
@@ -165,7 +168,7 @@ fn main() -> ExitCode {
         Command::Thumbprint { file, password_env } => {
             commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))
         }
-        Command::DevPki { out } => commands::dev_pki(&out).map(|s| print!("{s}")),
+        Command::DevPki { out, force } => commands::dev_pki(&out, force).map(|s| print!("{s}")),
         Command::MockIdp {
             listen,
             tenant,

@@ -171,6 +171,21 @@ fn warn_restart_only(old: &Config, new: &Config) {
     if old.limits.shutdown_grace != new.limits.shutdown_grace {
         changed.push("limits.shutdown_grace");
     }
+    let mut changed: Vec<String> = changed.into_iter().map(String::from).collect();
+    // An embedded identity provider keeps the socket it bound at start.
+    for (name, spec) in &new.upstreams {
+        let listen = |s: &crate::config::UpstreamSpec| match &s.kind {
+            UpstreamKind::Embedded { listen, .. } => Some(*listen),
+            _ => None,
+        };
+        if let (Some(before), Some(after)) =
+            (old.upstreams.get(name).and_then(listen), listen(spec))
+        {
+            if before != after {
+                changed.push(format!("upstreams.{name}.listen"));
+            }
+        }
+    }
     for name in changed {
         tracing::warn!(
             key = name,

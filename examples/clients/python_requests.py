@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A legacy client's token request with `requests`: mutual TLS plus client_id, nothing else.
 
-Defaults match the shipped gateway.toml (run `mtls-gateway serve` from the repository root).
+Defaults match the shipped gateway.toml (run `mtls-gateway serve` from the repository root);
+the dev PKI is found next to it from any folder, this one included.
 """
 import os
 import sys
@@ -9,7 +10,8 @@ import sys
 import requests
 
 gateway = os.environ.get("GATEWAY_URL", "https://localhost:8443")
-pki = os.environ.get("PKI", "dev-pki")
+here = os.path.dirname(os.path.abspath(__file__))
+pki = os.environ.get("PKI", os.path.join(here, "..", "..", "dev-pki"))
 client_id = os.environ.get("CLIENT_ID", "11111111-2222-3333-4444-555555555555")
 scope = os.environ.get("SCOPE", "api://demo/.default")
 

@@ -1,5 +1,5 @@
 // A legacy Go client's token request: crypto/tls with a client certificate, plus client_id.
-//   go run token_request.go
+//   go run token_request.go   (from the repository root or from this folder; or set PKI)
 package main
 
 import (
@@ -15,7 +15,14 @@ import (
 )
 
 func main() {
-	pki := envOr("PKI", "dev-pki")
+	pki := os.Getenv("PKI")
+	if pki == "" {
+		// The repository root's dev PKI, from the root or from examples/clients.
+		pki = "dev-pki"
+		if _, err := os.Stat(pki); err != nil {
+			pki = "../../dev-pki"
+		}
+	}
 	cert, err := tls.LoadX509KeyPair(pki+"/client.pem", pki+"/client-key.pem")
 	check(err)
 	caPEM, err := os.ReadFile(pki + "/ca.pem")

@@ -200,6 +200,28 @@ fn dev_pki_writes_the_spec_files_with_private_keys_owner_only() {
         }
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("x5t#S256"));
+    // A second run refuses to replace the CA, and changes nothing; --force replaces it.
+    let ca = std::fs::read(out_dir.join("ca.pem")).unwrap();
+    let again = bin()
+        .arg("dev-pki")
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("ca.pem exists: a new CA would leave every certificate the old one issued unverifiable; pass --force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out_dir.join("ca.pem")).unwrap(), ca);
+    let forced = bin()
+        .args(["dev-pki", "--force", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read(out_dir.join("ca.pem")).unwrap(), ca);
 }
 
 #[test]

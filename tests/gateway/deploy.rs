@@ -132,3 +132,30 @@ fn the_dockerfile_build_stage_has_every_file_cargo_needs() {
         String::from_utf8_lossy(&metadata.stderr)
     );
 }
+
+/// systemd reads `Documentation=` as a space-separated list of URIs and ignores (with a
+/// warning) anything else: each entry must have one of the schemes it accepts.
+#[test]
+fn the_systemd_unit_documentation_entries_are_uris() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit =
+        std::fs::read_to_string(root.join("examples/deploy/systemd/mtls-gateway.service")).unwrap();
+    let entries: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("Documentation="))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(!entries.is_empty());
+    for e in entries {
+        let ok = ["http://", "https://", "file:", "info:", "man:"]
+            .iter()
+            .any(|s| e.starts_with(s) && e.len() > s.len());
+        assert!(ok, "Documentation={e} is not a URI systemd accepts");
+        if let Some(path) = e.strip_prefix("file:/usr/local/share/doc/mtls-gateway/") {
+            assert!(
+                root.join("docs").join(path).exists(),
+                "{path} is not in docs/"
+            );
+        }
+    }
+}

@@ -491,3 +491,66 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0_with_json_logs() {
     }
     assert_eq!(audit["outcome"], "success");
 }
+
+#[tokio::test]
+async fn sigterm_keeps_the_embedded_identity_provider_up_until_the_requests_are_served() {
+    // The embedded provider is the upstream: token requests that arrive during shutdown_delay
+    // (and any still in flight at the drain) reach it, because it stops only after the
+    // listeners drained.
+    let setup = Setup::new().limits("shutdown_delay = \"1500ms\"");
+    let path = setup.write();
+    let mut served = Served::start(&path);
+    let addr = served.addr("mTLS listener ready");
+    let url = format!("https://localhost:{}/token", addr.port());
+    let client = client_for(Some("client"), false);
+    assert_eq!(
+        client
+            .post_form(&url, &form(PKI_CLIENT))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    served.signal("TERM");
+    let started = Instant::now();
+    let mut served_during_delay = 0;
+    while started.elapsed() < Duration::from_millis(1000) {
+        // A fresh connection each time, as a legacy client makes.
+        let answer = client_for(Some("client"), false)
+            .post_form(&url, &form(PKI_CLIENT))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        served_during_delay += 1;
+    }
+    assert!(served_during_delay >= 2, "{served_during_delay}");
+    assert!(served.wait_exit().success());
+}
+
+#[tokio::test]
+async fn a_reload_that_moves_the_embedded_provider_warns_that_it_needs_a_restart() {
+    let h = Setup::new().start().await;
+    let running = h.running.as_ref().unwrap();
+    let moved = h.setup.toml().replace(
+        "type = \"embedded\"\nlisten = \"127.0.0.1:0\"",
+        "type = \"embedded\"\nlisten = \"127.0.0.1:1\"",
+    );
+    assert_ne!(moved, h.setup.toml());
+    h.setup.dir.write("gateway.toml", &moved);
+    running.reload().unwrap();
+    // The provider keeps its socket: tokens are still issued.
+    assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
+    h.stop().await;
+    let logs = logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"key\":\"upstreams.dev.listen\"")
+                && l.contains("this setting changes only on restart")),
+        "no restart-only warning for upstreams.dev.listen"
+    );
+}
