@@ -12,43 +12,9 @@ use crate::registry::{AuthMethod, Selector};
 
 /// What `/config` serves for `config`.
 pub fn effective(config: &Config) -> Value {
-    let s = &config.server;
-    let l = &config.limits;
     let mut out = Map::new();
     out.insert("source".into(), json!(config.source.display().to_string()));
-    out.insert(
-        "server".into(),
-        json!({
-            "listen": s.listen.to_string(),
-            "public_url": s.public_url,
-            "cert": s.cert_chain.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>(),
-            "key": "(loaded; not shown)",
-            "client_ca": s.client_trust.anchors.certs.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>(),
-            "min_tls_version": if s.tls13_only { "1.3" } else { "1.2" },
-        }),
-    );
-    out.insert(
-        "admin".into(),
-        config
-            .admin
-            .as_ref()
-            .map_or(Value::Null, |a| json!({ "listen": a.listen.to_string() })),
-    );
-    out.insert(
-        "limits".into(),
-        json!({
-            "max_body_bytes": l.max_body_bytes,
-            "header_read_timeout": secs(l.header_read_timeout),
-            "request_timeout": secs(l.request_timeout),
-            "max_connections": l.max_connections,
-            "shutdown_grace": secs(l.shutdown_grace),
-            "shutdown_delay": secs(l.shutdown_delay),
-            "max_connection_age": secs(l.max_connection_age),
-            "max_connections_per_peer": l.max_connections_per_peer,
-            "idle_timeout": secs(l.idle_timeout),
-            "rate_limit": l.rate_limit,
-        }),
-    );
+    server_and_limits(config, &mut out);
     out.insert("upstreams".into(), upstreams(config));
     out.insert("credentials".into(), credentials(config));
     out.insert("clients".into(), clients(config));
@@ -113,6 +79,45 @@ pub fn effective(config: &Config) -> Value {
     Value::Object(out)
 }
 
+/// `server`, `admin` and `limits`.
+fn server_and_limits(config: &Config, out: &mut Map<String, Value>) {
+    let s = &config.server;
+    let l = &config.limits;
+    out.insert(
+        "server".into(),
+        json!({
+            "listen": s.listen.to_string(),
+            "public_url": s.public_url,
+            "cert": s.cert_chain.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>(),
+            "key": "(loaded; not shown)",
+            "client_ca": s.client_trust.anchors.certs.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>(),
+            "min_tls_version": if s.tls13_only { "1.3" } else { "1.2" },
+        }),
+    );
+    out.insert(
+        "admin".into(),
+        config
+            .admin
+            .as_ref()
+            .map_or(Value::Null, |a| json!({ "listen": a.listen.to_string() })),
+    );
+    out.insert(
+        "limits".into(),
+        json!({
+            "max_body_bytes": l.max_body_bytes,
+            "header_read_timeout": secs(l.header_read_timeout),
+            "request_timeout": secs(l.request_timeout),
+            "max_connections": l.max_connections,
+            "shutdown_grace": secs(l.shutdown_grace),
+            "shutdown_delay": secs(l.shutdown_delay),
+            "max_connection_age": secs(l.max_connection_age),
+            "max_connections_per_peer": l.max_connections_per_peer,
+            "idle_timeout": secs(l.idle_timeout),
+            "rate_limit": l.rate_limit,
+        }),
+    );
+}
+
 fn secs(d: std::time::Duration) -> Value {
     json!(d.as_secs_f64())
 }
@@ -122,7 +127,7 @@ fn cert(der: &[u8]) -> Value {
         Ok(id) => json!({
             "subject": id.subject_display,
             "x5t#S256": id.x5t_s256,
-            "not_after": crate::idp::timestamp(id.not_after),
+            "not_after": crate::encoding::timestamp(id.not_after),
         }),
         Err(e) => json!({ "error": e.to_string() }),
     }
