@@ -70,8 +70,12 @@ pub fn summary(config: &Config) -> String {
         let what = match &u.kind {
             UpstreamKind::Entra { authority, tenant } => format!("entra {authority}/{tenant}"),
             UpstreamKind::Generic { token_endpoint, .. } => format!("generic {token_endpoint}"),
-            UpstreamKind::Embedded { listen, tenant } => {
-                format!("embedded https://{listen}/{tenant}")
+            UpstreamKind::Embedded {
+                listen,
+                tenant,
+                profile,
+            } => {
+                format!("embedded ({}) https://{listen}/{tenant}", profile.as_str())
             }
         };
         out.push_str(&format!(
@@ -243,7 +247,7 @@ pub async fn mock_idp(
     for (client_id, cert) in clients {
         let bytes = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
         for c in config::parse_certs(&bytes)? {
-            registrations.push((client_id.clone(), Some(c)));
+            registrations.push(crate::idp::Registered::cert(client_id.clone(), c));
         }
     }
     let listener = tokio::net::TcpListener::bind(listen)

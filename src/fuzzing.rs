@@ -155,9 +155,19 @@ pub fn assertion(data: &[u8]) {
     let keys = [RegisteredKey {
         x5t: "a".into(),
         x5t_s256: "b".into(),
-        rsa_public_key: vec![0x30, 0x00],
+        public_key: vec![0x30, 0x00],
+        ec: false,
+        kid: Some("k".into()),
     }];
     let _ = verify_assertion(jwt, "client", "https://idp/token", &keys, 1_800_000_000);
+    // The other profiles' rules, kid required or not.
+    for profile in [
+        crate::config::IdpProfile::Okta,
+        crate::config::IdpProfile::Keycloak,
+    ] {
+        let rules = crate::idp::profile::Rules::of(profile, "https://idp", "realm");
+        let _ = crate::idp::profile::verify(jwt, "client", &rules, &keys, 1_800_000_000);
+    }
     let _ = verify_assertion(jwt, "client", "https://idp/token", &keys, i64::MAX);
     let _ = verify_assertion(jwt, "client", "https://idp/token", &keys, i64::MIN);
 }

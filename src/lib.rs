@@ -45,6 +45,7 @@ pub mod gateway;
 pub mod identity;
 pub mod idp;
 pub mod introspect;
+pub mod jwk;
 pub mod jwt;
 pub mod keys;
 pub mod keyvault;

@@ -129,14 +129,20 @@ pub(crate) async fn start_idps(
     let mut idps = BTreeMap::new();
     let mut tasks = Vec::new();
     for (name, spec) in &config.upstreams {
-        let UpstreamKind::Embedded { listen, tenant } = &spec.kind else {
+        let UpstreamKind::Embedded {
+            listen,
+            tenant,
+            profile,
+        } = &spec.kind
+        else {
             continue;
         };
         let (listener, addr) = bind(*listen).await?;
         let (ca, tls) = crate::idp::ephemeral_tls(addr).map_err(StartError::Setup)?;
         let authority = crate::upstream::authority_of(addr);
         let idp = Arc::new(
-            Idp::new(tenant, &authority, registrations(config, name)).map_err(StartError::Setup)?,
+            Idp::with_profile(tenant, &authority, registrations(config, name), *profile)
+                .map_err(StartError::Setup)?,
         );
         idp.set_federated(&spec.federated)
             .map_err(StartError::Setup)?;

@@ -6,7 +6,6 @@ use http::Response;
 use http_body_util::Full;
 use serde_json::Value;
 
-use crate::config::UpstreamKind;
 use crate::error::error_response;
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::Gateway;
@@ -74,11 +73,9 @@ async fn document(gw: &Gateway, upstream: &Upstream) -> Result<Bytes, GatewayErr
         ));
     };
     let public = &gw.config.server.public_url;
-    let token_endpoint = match &upstream.spec.kind {
-        UpstreamKind::Entra { tenant, .. } | UpstreamKind::Embedded { tenant, .. } => {
-            format!("{public}/{tenant}/oauth2/v2.0/token")
-        }
-        UpstreamKind::Generic { .. } => format!("{public}/token"),
+    let token_endpoint = match upstream.spec.kind.tenant() {
+        Some(tenant) => format!("{public}/{tenant}/oauth2/v2.0/token"),
+        None => format!("{public}/token"),
     };
     let aliases = object
         .entry("mtls_endpoint_aliases")

@@ -87,9 +87,13 @@ async fn one(reg: &Registration, upstream: &Upstream) -> Result<String, String> 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let aud = upstream
+        .assertion_audience(&url)
+        .await
+        .map_err(|e| format!("the assertion's audience: {e}"))?;
     let assertion = reg
         .credential
-        .sign_async(&reg.client_id, &url, now, &|_, _| {})
+        .sign_async(&reg.client_id, &aud, now, &|_, _| {})
         .await
         .map_err(|e| {
             let wait = e

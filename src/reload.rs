@@ -123,10 +123,7 @@ impl Reloader {
     }
 }
 
-pub(crate) fn registrations(
-    config: &Config,
-    upstream: &str,
-) -> Vec<(String, Option<CertificateDer<'static>>)> {
+pub(crate) fn registrations(config: &Config, upstream: &str) -> Vec<crate::idp::Registered> {
     config
         .registry
         .iter()
@@ -137,7 +134,11 @@ pub(crate) fn registrations(
                 .federated_token()
                 .is_none()
                 .then(|| r.credential.cert.clone());
-            (r.client_id.clone(), cert)
+            crate::idp::Registered {
+                client_id: r.client_id.clone(),
+                cert,
+                kid: r.credential.kid.clone(),
+            }
         })
         .collect()
 }

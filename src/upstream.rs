@@ -142,6 +142,18 @@ impl Upstream {
                 },
                 _,
             ) => (None, None, token_endpoint.clone(), metadata_url.clone()),
+            // The embedded provider imitating another product: its paths, no tenant routes.
+            (
+                UpstreamKind::Embedded {
+                    tenant, profile, ..
+                },
+                Some(authority),
+            ) if *profile != crate::config::IdpProfile::Entra => (
+                None,
+                None,
+                format!("{authority}{}", profile.token_path(tenant)),
+                Some(profile.metadata_url(&authority, tenant)),
+            ),
             (kind, Some(authority)) => {
                 let tenant = kind.tenant().unwrap_or_default();
                 let v2 = format!("{authority}/{tenant}/oauth2/v2.0/token");
@@ -197,6 +209,27 @@ impl Upstream {
     ) -> Result<UpstreamResponse, UpstreamFailure> {
         self.exchange(Method::POST, url, Some(form), traceparent)
             .await
+    }
+
+    /// The `aud` of an assertion posted to `url` (`assertion_audience`): the URL itself, the
+    /// metadata document's `issuer` exactly as written, or the configured URL.
+    pub async fn assertion_audience(&self, url: &str) -> Result<String, UpstreamFailure> {
+        match &self.spec.audience {
+            crate::config::AssertionAudience::TokenEndpoint => Ok(url.to_string()),
+            crate::config::AssertionAudience::Exact(aud) => Ok(aud.clone()),
+            crate::config::AssertionAudience::Issuer => {
+                let doc = self.metadata().await?;
+                serde_json::from_slice::<serde_json::Value>(&doc)
+                    .ok()
+                    .and_then(|d| d.get("issuer").and_then(|i| i.as_str()).map(str::to_string))
+                    .ok_or_else(|| {
+                        UpstreamFailure::Unavailable(
+                            "the metadata document has no issuer (assertion_audience = \"issuer\")"
+                                .into(),
+                        )
+                    })
+            }
+        }
     }
 
     /// The discovery document, from memory when fetched less than 10 minutes ago.

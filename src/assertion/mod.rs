@@ -4,7 +4,7 @@
 //! request is the only per-request cryptography.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{self, RsaKeyPair};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, RsaKeyPair};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -25,6 +25,8 @@ pub enum Alg {
     Rs256,
     /// RSASSA-PSS with SHA-256, header `x5t#S256`.
     Ps256,
+    /// ECDSA on P-256 with SHA-256 (a P-256 key; generic upstreams), header `x5t#S256`.
+    Es256,
 }
 
 impl Alg {
@@ -33,6 +35,7 @@ impl Alg {
         match s {
             "RS256" => Some(Self::Rs256),
             "PS256" => Some(Self::Ps256),
+            "ES256" => Some(Self::Es256),
             _ => None,
         }
     }
@@ -42,6 +45,7 @@ impl Alg {
         match self {
             Self::Rs256 => "RS256",
             Self::Ps256 => "PS256",
+            Self::Es256 => "ES256",
         }
     }
 }
@@ -68,15 +72,30 @@ pub enum SignerError {
     /// The federated token file cannot be used.
     #[error("federated token file {0}")]
     Federated(String),
+    /// The key does not fit the algorithm asked for.
+    #[error("{0}")]
+    KeyAlg(String),
 }
 
 mod federated;
+mod keys;
+mod reuse;
 pub use federated::FederatedToken;
+use keys::{ec_key, header_b64, remote_alg, rsa_key};
+pub use reuse::{AssertionCache, REUSE_MARGIN_SECS};
+
+/// A key held in this process (a key file or PKCS#12).
+enum LocalKey {
+    /// RSA (RS256, PS256).
+    Rsa(RsaKeyPair),
+    /// ECDSA P-256 (ES256).
+    Ec(EcdsaKeyPair),
+}
 
 /// What produces the assertions of one credential.
 enum Backend {
-    /// An RSA key held in this process (a key file or PKCS#12).
-    Local(RsaKeyPair),
+    /// A key held in this process.
+    Local(LocalKey),
     /// Entra workload identity federation: the assertion is a token from a file (SPEC §12).
     Federated(FederatedToken),
     /// A key on a PKCS#11 token: it signs inside the device.
@@ -109,6 +128,12 @@ pub struct Signer {
     pub not_after: i64,
     /// Its `[credentials.NAME]` name (the `credential` label of `signatures_total`).
     pub name: String,
+    /// `kid` written into the header, when configured.
+    pub kid: Option<String>,
+    /// The certificate file's chain, leaf first (`x5c`, `jwks`).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Whether the header carries the chain (`x5c`).
+    pub x5c: bool,
 }
 
 /// Called once per signature made: its result (`success`, `failure`, `throttled`) and time.
@@ -131,9 +156,13 @@ struct Header<'a> {
     alg: &'a str,
     typ: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    kid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     x5t: Option<&'a str>,
     #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
     x5t_s256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    x5c: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -148,7 +177,8 @@ struct Claims<'a> {
 }
 
 impl Signer {
-    /// Builds a signer from a certificate and its private key; checks RSA, size and match.
+    /// Builds a signer from a certificate and its private key: RSA (at least 2048 bits) for
+    /// RS256/PS256, P-256 for ES256; the key must match the certificate.
     pub fn new(
         cert: CertificateDer<'static>,
         key: &PrivateKeyDer<'_>,
@@ -156,54 +186,77 @@ impl Signer {
     ) -> Result<Self, SignerError> {
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
-        // Judge the certificate's key first: aws-lc-rs refuses short RSA keys itself, with a
-        // message that would not say why.
-        match parsed.public_key().parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+        let local = match (parsed.public_key().parsed(), alg) {
+            (Ok(x509_parser::public_key::PublicKey::RSA(_)), Alg::Es256) => {
+                return Err(SignerError::KeyAlg(
+                    "alg ES256 needs a P-256 (EC) key; this certificate holds an RSA key: use RS256 or PS256".into(),
+                ))
+            }
+            (Ok(x509_parser::public_key::PublicKey::RSA(rsa)), _) => {
+                // Judge the certificate's key first: aws-lc-rs refuses short RSA keys
+                // itself, with a message that would not say why.
                 let bits = rsa.key_size();
                 if bits < 2048 {
                     return Err(SignerError::TooShort(bits));
                 }
+                LocalKey::Rsa(rsa_key(key)?)
             }
-            Ok(other) => {
+            (Ok(x509_parser::public_key::PublicKey::EC(_)), Alg::Es256) => {
+                LocalKey::Ec(ec_key(key, &parsed)?)
+            }
+            (Ok(other), _) => {
                 let kind = match other {
-                    x509_parser::public_key::PublicKey::EC(_) => "an EC key",
+                    x509_parser::public_key::PublicKey::EC(_) => {
+                        "an EC key (alg = \"ES256\" signs with it, for generic upstreams)"
+                    }
                     _ => "not an RSA key",
                 };
                 return Err(SignerError::NotRsa(format!("the certificate holds {kind}")));
             }
-            Err(e) => return Err(SignerError::BadCertificate(e.to_string())),
-        }
-        let key = match key {
-            PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
-            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
-            _ => return Err(SignerError::NotRsa("SEC1 (EC) key".into())),
-        }
-        .map_err(|e| SignerError::NotRsa(e.to_string()))?;
-        let bits = key.public_modulus_len() * 8;
-        if bits < 2048 {
-            return Err(SignerError::TooShort(bits));
-        }
+            (Err(e), _) => return Err(SignerError::BadCertificate(e.to_string())),
+        };
         let cert_public_key = parsed.public_key().subject_public_key.data.as_ref();
-        let key_public: &[u8] = aws_lc_rs::signature::KeyPair::public_key(&key).as_ref();
+        let key_public: &[u8] = match &local {
+            LocalKey::Rsa(k) => aws_lc_rs::signature::KeyPair::public_key(k).as_ref(),
+            LocalKey::Ec(k) => aws_lc_rs::signature::KeyPair::public_key(k).as_ref(),
+        };
         if cert_public_key != key_public {
             return Err(SignerError::Mismatch);
         }
         let not_after = parsed.validity().not_after.timestamp();
-        let x5t = identity::x5t(cert.as_ref());
-        let x5t_s256 = identity::x5t_s256(cert.as_ref());
-        let header_b64 = header_b64(&cert, alg)?;
         Ok(Self {
-            backend: Backend::Local(key),
+            backend: Backend::Local(local),
             alg,
             rng: SystemRandom::new(),
-            header_b64,
+            header_b64: header_b64(&cert, alg, None, None)?,
+            x5t: identity::x5t(cert.as_ref()),
+            x5t_s256: identity::x5t_s256(cert.as_ref()),
+            chain: vec![cert.clone()],
             cert,
-            x5t,
-            x5t_s256,
             not_after,
             name: String::new(),
+            kid: None,
+            x5c: false,
         })
+    }
+
+    /// Sets the header options of `[credentials.NAME]`: `kid`, the certificate file's whole
+    /// `chain` (leaf first, the leaf being this signer's certificate) and whether the header
+    /// carries it (`x5c`).
+    pub fn with_header(
+        mut self,
+        kid: Option<String>,
+        chain: Vec<CertificateDer<'static>>,
+        x5c: bool,
+    ) -> Result<Self, SignerError> {
+        if !chain.is_empty() {
+            self.chain = chain;
+        }
+        self.kid = kid;
+        self.x5c = x5c;
+        let x5c_chain = x5c.then_some(self.chain.as_slice());
+        self.header_b64 = header_b64(&self.cert, self.alg, self.kid.as_deref(), x5c_chain)?;
+        Ok(self)
     }
 
     /// A credential whose assertion is the token in `path` (workload identity federation):
@@ -221,6 +274,9 @@ impl Signer {
             x5t_s256: String::new(),
             not_after: i64::MAX,
             name: String::new(),
+            kid: None,
+            chain: Vec::new(),
+            x5c: false,
         })
     }
 
@@ -232,6 +288,7 @@ impl Signer {
         key: crate::pkcs11::Pkcs11Key,
         alg: Alg,
     ) -> Result<Self, SignerError> {
+        remote_alg(alg)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
         let not_after = parsed.validity().not_after.timestamp();
@@ -239,12 +296,15 @@ impl Signer {
             backend: Backend::Pkcs11(key),
             alg,
             rng: SystemRandom::new(),
-            header_b64: header_b64(&cert, alg)?,
+            header_b64: header_b64(&cert, alg, None, None)?,
             x5t: identity::x5t(cert.as_ref()),
             x5t_s256: identity::x5t_s256(cert.as_ref()),
+            chain: vec![cert.clone()],
             cert,
             not_after,
             name: String::new(),
+            kid: None,
+            x5c: false,
         };
         let probe = signer
             .sign_at("mtls-gateway-check", "https://check.invalid/token", 0)
@@ -262,6 +322,7 @@ impl Signer {
         key: crate::keyvault::VaultKey,
         alg: Alg,
     ) -> Result<Self, SignerError> {
+        remote_alg(alg)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
             .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
         let not_after = parsed.validity().not_after.timestamp();
@@ -269,12 +330,15 @@ impl Signer {
             backend: Backend::Vault(Box::new(key)),
             alg,
             rng: SystemRandom::new(),
-            header_b64: header_b64(&cert, alg)?,
+            header_b64: header_b64(&cert, alg, None, None)?,
             x5t: identity::x5t(cert.as_ref()),
             x5t_s256: identity::x5t_s256(cert.as_ref()),
+            chain: vec![cert.clone()],
             cert,
             not_after,
             name: String::new(),
+            kid: None,
+            x5c: false,
         })
     }
 
@@ -322,6 +386,7 @@ impl Signer {
         let params: &dyn signature::VerificationAlgorithm = match self.alg {
             Alg::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
             Alg::Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+            Alg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
         };
         signature::UnparsedPublicKey::new(params, public.as_ref())
             .verify(signed.as_bytes(), &sig)
@@ -469,19 +534,23 @@ impl Signer {
         }
         let mut jwt = self.signing_input(client_id, aud, now)?;
         let sig = match &self.backend {
-            Backend::Local(key) => {
+            Backend::Local(LocalKey::Rsa(key)) => {
                 let padding: &'static dyn signature::RsaEncoding = match self.alg {
-                    Alg::Rs256 => &signature::RSA_PKCS1_SHA256,
                     Alg::Ps256 => &signature::RSA_PSS_SHA256,
+                    Alg::Rs256 | Alg::Es256 => &signature::RSA_PKCS1_SHA256,
                 };
                 let mut sig = vec![0u8; key.public_modulus_len()];
                 key.sign(padding, &self.rng, jwt.as_bytes(), &mut sig)?;
                 sig
             }
+            // JWS ES256 is the fixed-length r || s (RFC 7518 §3.4), not DER.
+            Backend::Local(LocalKey::Ec(key)) => {
+                key.sign(&self.rng, jwt.as_bytes())?.as_ref().to_vec()
+            }
             Backend::Pkcs11(key) => {
                 let scheme = match self.alg {
-                    Alg::Rs256 => crate::pkcs11::Scheme::Pkcs1Sha256,
                     Alg::Ps256 => crate::pkcs11::Scheme::PssSha256,
+                    Alg::Rs256 | Alg::Es256 => crate::pkcs11::Scheme::Pkcs1Sha256,
                 };
                 key.sign(scheme, jwt.as_bytes()).map_err(|e| {
                     tracing::warn!(error = %e, "PKCS#11 signature failed");
@@ -495,31 +564,6 @@ impl Signer {
         URL_SAFE_NO_PAD.encode_string(sig, &mut jwt);
         Ok(jwt)
     }
-}
-
-/// The base64url JSON header of SPEC §6 for `cert` and `alg`, ending with `.`.
-fn header_b64(cert: &CertificateDer<'_>, alg: Alg) -> Result<String, SignerError> {
-    let x5t = identity::x5t(cert.as_ref());
-    let x5t_s256 = identity::x5t_s256(cert.as_ref());
-    let header = match alg {
-        Alg::Rs256 => Header {
-            alg: alg.as_str(),
-            typ: "JWT",
-            x5t: Some(&x5t),
-            x5t_s256: None,
-        },
-        Alg::Ps256 => Header {
-            alg: alg.as_str(),
-            typ: "JWT",
-            x5t: None,
-            x5t_s256: Some(&x5t_s256),
-        },
-    };
-    let header_json =
-        serde_json::to_vec(&header).map_err(|e| SignerError::NotRsa(e.to_string()))?;
-    let mut header_b64 = URL_SAFE_NO_PAD.encode(header_json);
-    header_b64.push('.');
-    Ok(header_b64)
 }
 
 /// A random (version 4) UUID, lower-case hyphenated.
@@ -539,101 +583,6 @@ pub fn uuid_v4(rng: &dyn SecureRandom) -> Result<String, aws_lc_rs::error::Unspe
     ))
 }
 
-/// Seconds before `exp` at which a reused assertion is re-signed.
-pub const REUSE_MARGIN_SECS: u64 = 60;
-
-/// While one caller re-signs, others keep the old assertion if it has at least this long left.
-const STALE_OK_SECS: u64 = 10;
-
-/// `reuse_assertion = true`: one signed assertion per audience, reused until
-/// [`REUSE_MARGIN_SECS`] before its `exp`. When it nears expiry exactly one caller re-signs; the
-/// others keep using the still-valid one meanwhile, so there is no thundering herd of signatures.
-/// Entra does not check `jti`; identity providers that do must not use this.
-#[derive(Debug, Default)]
-pub struct AssertionCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Reusable>>>,
-    /// Held while one caller signs: concurrent callers share its signature.
-    flight: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug)]
-struct Reusable {
-    jwt: std::sync::Arc<str>,
-    exp: u64,
-    refreshing: std::sync::atomic::AtomicBool,
-}
-
-impl AssertionCache {
-    /// As [`AssertionCache::get`], signing off the request threads ([`Signer::sign_async`]);
-    /// concurrent callers without a usable assertion wait for one signature.
-    pub async fn get_async(
-        &self,
-        signer: &std::sync::Arc<Signer>,
-        client_id: &str,
-        aud: &str,
-        now: u64,
-        observe: Observe<'_>,
-    ) -> Result<std::sync::Arc<str>, SignFailure> {
-        let usable = |entries: &Self| {
-            entries
-                .entries
-                .lock()
-                .ok()
-                .and_then(|m| m.get(aud).cloned())
-                .filter(|c| now + REUSE_MARGIN_SECS < c.exp)
-                .map(|c| c.jwt.clone())
-        };
-        if let Some(jwt) = usable(self) {
-            return Ok(jwt);
-        }
-        let _flight = self.flight.lock().await;
-        if let Some(jwt) = usable(self) {
-            return Ok(jwt);
-        }
-        let jwt: std::sync::Arc<str> = signer
-            .sign_async(client_id, aud, now, observe)
-            .await?
-            .into();
-        self.keep(aud, &jwt, now);
-        Ok(jwt)
-    }
-
-    /// Keeps `jwt`, signed at `now`, as the assertion for `aud`.
-    fn keep(&self, aud: &str, jwt: &std::sync::Arc<str>, now: u64) {
-        let fresh = std::sync::Arc::new(Reusable {
-            jwt: jwt.clone(),
-            exp: now + LIFETIME_SECS,
-            refreshing: std::sync::atomic::AtomicBool::new(false),
-        });
-        if let Ok(mut m) = self.entries.lock() {
-            m.insert(aud.to_string(), fresh);
-        }
-    }
-
-    /// The assertion to send for (`client_id`, `aud`) at `now` (seconds since the epoch).
-    pub fn get(
-        &self,
-        signer: &Signer,
-        client_id: &str,
-        aud: &str,
-        now: u64,
-    ) -> Result<std::sync::Arc<str>, aws_lc_rs::error::Unspecified> {
-        use std::sync::atomic::Ordering;
-        let current = self.entries.lock().ok().and_then(|m| m.get(aud).cloned());
-        if let Some(c) = &current {
-            if now + REUSE_MARGIN_SECS < c.exp {
-                return Ok(c.jwt.clone());
-            }
-            if now + STALE_OK_SECS < c.exp && c.refreshing.swap(true, Ordering::AcqRel) {
-                return Ok(c.jwt.clone());
-            }
-        }
-        let jwt: std::sync::Arc<str> = signer.sign_at(client_id, aud, now)?.into();
-        self.keep(aud, &jwt, now);
-        Ok(jwt)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,47 +595,67 @@ mod tests {
         Signer::new(cert, &key, Alg::Rs256).unwrap()
     }
 
-    #[test]
-    fn a_reused_assertion_is_resigned_60_seconds_before_exp() {
-        let signer = signer();
-        let cache = AssertionCache::default();
-        let t0 = 1_800_000_000;
-        let first = cache.get(&signer, "c", "aud", t0).unwrap();
-        let last_reuse = t0 + LIFETIME_SECS - REUSE_MARGIN_SECS - 1;
-        assert_eq!(cache.get(&signer, "c", "aud", last_reuse).unwrap(), first);
-        let renewed = cache.get(&signer, "c", "aud", last_reuse + 1).unwrap();
-        assert_ne!(renewed, first, "re-signed inside the margin");
-        // The new one is reused in turn, and audiences do not share.
-        assert_eq!(
-            cache.get(&signer, "c", "aud", last_reuse + 2).unwrap(),
-            renewed
-        );
-        assert_ne!(
-            cache.get(&signer, "c", "other", last_reuse + 2).unwrap(),
-            renewed
-        );
+    fn header_of(jwt: &str) -> serde_json::Value {
+        let h = jwt.split('.').next().unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
     }
 
     #[test]
-    fn one_caller_resigns_while_others_keep_the_valid_assertion() {
-        let signer = signer();
-        let cache = AssertionCache::default();
-        let t0 = 1_800_000_000;
-        let first = cache.get(&signer, "c", "aud", t0).unwrap();
-        let near = t0 + LIFETIME_SECS - 30;
-        // Another caller is already re-signing: this one keeps the old, still-valid assertion.
-        if let Some(entry) = cache.entries.lock().unwrap().get("aud") {
-            entry
-                .refreshing
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        assert_eq!(cache.get(&signer, "c", "aud", near).unwrap(), first);
-        // Too close to exp to keep using it: sign regardless.
-        assert_ne!(
-            cache
-                .get(&signer, "c", "aud", t0 + LIFETIME_SECS - 5)
-                .unwrap(),
-            first
+    fn headers_carry_kid_and_x5c_only_when_configured() {
+        let plain = signer();
+        let h = header_of(&plain.sign("c", "https://idp/token").unwrap());
+        assert_eq!(h["alg"], "RS256");
+        assert!(h["x5t"].is_string() && h.get("kid").is_none() && h.get("x5c").is_none());
+        let chain = vec![plain.cert.clone(), plain.cert.clone()];
+        let with = signer()
+            .with_header(Some("key-1".into()), chain.clone(), true)
+            .unwrap();
+        let jwt = with.sign("c", "https://idp/token").unwrap();
+        let h = header_of(&jwt);
+        assert_eq!(h["kid"], "key-1");
+        let x5c: Vec<String> = chain
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+            .collect();
+        assert_eq!(h["x5c"], serde_json::json!(x5c));
+        assert!(with.verifies(&jwt));
+        let no_x5c = signer()
+            .with_header(Some("k".into()), chain, false)
+            .unwrap();
+        assert!(header_of(&no_x5c.sign("c", "a").unwrap())
+            .get("x5c")
+            .is_none());
+    }
+
+    #[test]
+    fn es256_signs_with_a_p256_key_in_jws_form_and_rsa_algs_refuse_it() {
+        let pem = crate::pki::self_signed_client("es256").unwrap();
+        let cert = CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
+        let es = Signer::new(cert.clone(), &key, Alg::Es256).unwrap();
+        let jwt = es.sign("c", "https://idp/token").unwrap();
+        let h = header_of(&jwt);
+        assert_eq!(h["alg"], "ES256");
+        assert!(h["x5t#S256"].is_string() && h.get("x5t").is_none());
+        let sig = URL_SAFE_NO_PAD
+            .decode(jwt.rsplit('.').next().unwrap())
+            .unwrap();
+        assert_eq!(sig.len(), 64, "r || s, not DER");
+        assert!(es.verifies(&jwt));
+        let refused = Signer::new(cert, &key, Alg::Rs256).unwrap_err().to_string();
+        assert!(
+            refused.contains("Entra accepts RSA credentials only"),
+            "{refused}"
+        );
+        let rsa = crate::pki::signing_credential("rsa").unwrap();
+        let rsa_cert = CertificateDer::from_pem_slice(rsa.cert.as_bytes()).unwrap();
+        let rsa_key = PrivateKeyDer::from_pem_slice(rsa.key.as_bytes()).unwrap();
+        let refused = Signer::new(rsa_cert, &rsa_key, Alg::Es256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("ES256 needs a P-256 (EC) key"),
+            "{refused}"
         );
     }
 

@@ -13,32 +13,68 @@ impl Cx {
         env: &dyn Env,
     ) -> Option<Signer> {
         let key = format!("credentials.{name}");
-        let alg = match c.alg.as_deref() {
-            None => Alg::Rs256,
+        let explicit = match c.alg.as_deref() {
+            None => None,
             Some(s) => match Alg::parse(s) {
-                Some(a) => a,
+                Some(a) => Some(a),
                 None => {
                     self.problem(
                         &format!("{key}.alg"),
-                        format!("\"{s}\" is not \"RS256\" or \"PS256\""),
+                        format!("\"{s}\" is not \"RS256\", \"PS256\" or \"ES256\""),
                     );
                     return None;
                 }
             },
         };
-        if c.key_vault.is_some() {
-            return self.vault_credential(&key, c, alg, env);
+        let alg = explicit.unwrap_or(Alg::Rs256);
+        if let Some(kid) = &c.kid {
+            if kid.is_empty() || kid.chars().any(char::is_control) {
+                self.problem(
+                    &format!("{key}.kid"),
+                    "must be non-empty, without control characters",
+                );
+                return None;
+            }
         }
-        if c.pkcs11.is_some() {
-            return self.pkcs11_credential(&key, c, alg, env);
-        }
-        if c.federated_token_file.is_some() {
+        let (kid, x5c) = (c.kid.clone(), c.x5c.unwrap_or(false));
+        let signer = if c.key_vault.is_some() {
+            self.vault_credential(&key, c, alg, env)
+        } else if c.pkcs11.is_some() {
+            self.pkcs11_credential(&key, c, alg, env)
+        } else if c.federated_token_file.is_some() {
+            if kid.is_some() || x5c {
+                self.problem(&key, "kid and x5c are header options of a signed assertion; a federated token file is not signed here");
+                return None;
+            }
             return self.federated_credential(&key, c);
+        } else {
+            self.file_credential(&key, c, explicit, env)
+        }?;
+        let chain = signer.chain.clone();
+        match signer.with_header(kid, chain, x5c) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problem(&key, e);
+                None
+            }
         }
+    }
+
+    /// A key file (cert and key) or a PKCS#12 file; without `alg`, the key decides: RS256
+    /// for RSA, ES256 for P-256.
+    fn file_credential(
+        &mut self,
+        key: &str,
+        c: RawCredential,
+        explicit: Option<Alg>,
+        env: &dyn Env,
+    ) -> Option<Signer> {
+        let mut chain = Vec::new();
         let (cert, private_key) = match (c.cert, c.key, c.pkcs12) {
             (Some(cert), Some(k), None) => {
                 let certs = self.certs(&format!("{key}.cert"), &cert);
                 let pk = self.private_key(&format!("{key}.key"), &k);
+                chain.clone_from(&certs);
                 let Some(leaf) = certs.into_iter().next() else {
                     if self.path(&cert).exists() {
                         self.problem(&format!("{key}.cert"), "holds no certificate");
@@ -74,16 +110,27 @@ impl Cx {
             }
             _ => {
                 self.problem(
-                    &key,
+                    key,
                     "give either cert and key, or pkcs12 (with pkcs12_password_env)",
                 );
                 return None;
             }
         };
+        let alg = explicit.unwrap_or_else(|| {
+            match crate::jwk::PublicJwk::from_certificate(cert.as_ref()) {
+                Ok(crate::jwk::PublicJwk::Ec { .. }) => Alg::Es256,
+                _ => Alg::Rs256,
+            }
+        });
         match Signer::new(cert, &private_key, alg) {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                if !chain.is_empty() {
+                    s.chain = chain;
+                }
+                Some(s)
+            }
             Err(e) => {
-                self.problem(&key, e);
+                self.problem(key, e);
                 None
             }
         }
@@ -105,10 +152,8 @@ impl Cx {
             self.problem(key, "pkcs11 needs cert (the certificate registered in Entra) and replaces key, pkcs12 and federated_token_file");
             return None;
         };
-        let leaf = self
-            .certs(&format!("{key}.cert"), cert_path)
-            .into_iter()
-            .next()?;
+        let chain = self.certs(&format!("{key}.cert"), cert_path);
+        let leaf = chain.first().cloned()?;
         let Some(pin) = env.var(&p.pin_env).filter(|v| !v.is_empty()) else {
             self.problem(
                 &format!("{key}.pkcs11.pin_env"),
@@ -120,7 +165,10 @@ impl Cx {
             .map_err(crate::assertion::SignerError::Remote)
             .and_then(|hsm| Signer::pkcs11(leaf, hsm, alg));
         match opened {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                s.chain = chain;
+                Some(s)
+            }
             Err(e) => {
                 self.problem(&format!("{key}.pkcs11"), e);
                 None
@@ -165,10 +213,8 @@ impl Cx {
             self.problem(key, "key_vault needs cert (the certificate registered in Entra) and replaces key, pkcs12, pkcs11 and federated_token_file");
             return None;
         };
-        let leaf = self
-            .certs(&format!("{key}.cert"), cert_path)
-            .into_iter()
-            .next()?;
+        let chain = self.certs(&format!("{key}.cert"), cert_path);
+        let leaf = chain.first().cloned()?;
         let identity = match v.identity.as_deref().unwrap_or("managed") {
             "managed" => VaultIdentity::Managed {
                 endpoint: v
@@ -226,7 +272,10 @@ impl Cx {
             .map_err(crate::assertion::SignerError::Remote)
             .and_then(|vault| Signer::vault(leaf, vault, alg));
         match made {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                s.chain = chain;
+                Some(s)
+            }
             Err(e) => {
                 self.problem(&vkey, e);
                 None

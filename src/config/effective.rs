@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Config, StateStore, UpstreamKind};
+use super::{AssertionAudience, Config, StateStore, UpstreamKind};
 use crate::identity::ClientIdentity;
 use crate::registry::{AuthMethod, Selector};
 
@@ -148,13 +148,25 @@ fn upstreams(config: &Config) -> Value {
                 "token_endpoint": token_endpoint,
                 "metadata_url": metadata_url,
             }),
-            UpstreamKind::Embedded { listen, tenant } => {
-                json!({ "type": "embedded", "listen": listen.to_string(), "tenant": tenant })
-            }
+            UpstreamKind::Embedded {
+                listen,
+                tenant,
+                profile,
+            } => json!({
+                "type": "embedded",
+                "listen": listen.to_string(),
+                "tenant": tenant,
+                "profile": profile.as_str(),
+            }),
         };
         v["timeout"] = secs(u.timeout);
         v["ca"] = json!(u.ca.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>());
         v["reuse_assertion"] = json!(u.reuse_assertion);
+        v["assertion_audience"] = match &u.audience {
+            AssertionAudience::TokenEndpoint => json!("token_endpoint"),
+            AssertionAudience::Issuer => json!("issuer"),
+            AssertionAudience::Exact(url) => json!(url),
+        };
         v["federated"] = json!(u
             .federated
             .iter()

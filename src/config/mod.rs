@@ -24,6 +24,7 @@ mod credentials;
 mod effective;
 mod raw;
 mod state;
+mod upstreams;
 mod validate;
 
 use raw::RawConfig;
@@ -169,6 +170,108 @@ pub struct UpstreamSpec {
     pub reuse_explicit: bool,
     /// `[[upstreams.NAME.federated]]` (embedded only): federated credentials it accepts.
     pub federated: Vec<FederatedCredential>,
+    /// `assertion_audience`: the `aud` of the assertions sent here.
+    pub audience: AssertionAudience,
+}
+
+/// `assertion_audience` (generic upstreams).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AssertionAudience {
+    /// The URL the assertion is posted to (RFC 7523 §3; Entra, Okta, Keycloak, Ping).
+    #[default]
+    TokenEndpoint,
+    /// The `issuer` of the upstream's metadata document, exactly as written (Auth0 wants its
+    /// tenant URL with the trailing slash).
+    Issuer,
+    /// This URL, as written.
+    Exact(String),
+}
+
+/// What the embedded identity provider imitates (`profile`). Entra is the default; the others
+/// are RFC 7523 servers with the layout and the assertion rules of the product they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpProfile {
+    /// Entra ID: tenant routes, AADSTS errors, `x5t`/`x5t#S256` key lookup, RSA only.
+    Entra,
+    /// Okta (custom authorization server `default`): `kid` required, `aud` = token endpoint.
+    Okta,
+    /// Auth0: `kid` required, `aud` = the tenant URL with its trailing slash (the issuer).
+    Auth0,
+    /// Keycloak (realm = tenant): `kid` optional, `aud` = issuer or token endpoint.
+    Keycloak,
+    /// PingFederate: `kid` optional, `aud` = token endpoint.
+    Ping,
+    /// ForgeRock / PingAM (realm = tenant): `kid` optional, `aud` = token endpoint.
+    ForgeRock,
+    /// A plain RFC 7523 server: `kid` optional, `aud` = token endpoint.
+    Generic,
+}
+
+impl IdpProfile {
+    /// The accepted `profile` values.
+    pub const NAMES: &'static str =
+        "\"entra\", \"okta\", \"auth0\", \"keycloak\", \"ping\", \"forgerock\" or \"generic\"";
+
+    /// Parses a `profile` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "entra" => Self::Entra,
+            "okta" => Self::Okta,
+            "auth0" => Self::Auth0,
+            "keycloak" => Self::Keycloak,
+            "ping" => Self::Ping,
+            "forgerock" => Self::ForgeRock,
+            "generic" => Self::Generic,
+            _ => return None,
+        })
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Entra => "entra",
+            Self::Okta => "okta",
+            Self::Auth0 => "auth0",
+            Self::Keycloak => "keycloak",
+            Self::Ping => "ping",
+            Self::ForgeRock => "forgerock",
+            Self::Generic => "generic",
+        }
+    }
+
+    /// The token endpoint's path on the provider's host.
+    pub fn token_path(self, tenant: &str) -> String {
+        match self {
+            Self::Entra => format!("/{tenant}/oauth2/v2.0/token"),
+            Self::Okta => "/oauth2/default/v1/token".into(),
+            Self::Auth0 => "/oauth/token".into(),
+            Self::Keycloak => format!("/realms/{tenant}/protocol/openid-connect/token"),
+            Self::Ping => "/as/token.oauth2".into(),
+            Self::ForgeRock => format!("/am/oauth2/realms/root/realms/{tenant}/access_token"),
+            Self::Generic => "/token".into(),
+        }
+    }
+
+    /// The issuer, exactly as the provider writes it (Auth0's ends with `/`).
+    pub fn issuer(self, authority: &str, tenant: &str) -> String {
+        match self {
+            Self::Entra => format!("{authority}/{tenant}/v2.0"),
+            Self::Okta => format!("{authority}/oauth2/default"),
+            Self::Auth0 => format!("{authority}/"),
+            Self::Keycloak => format!("{authority}/realms/{tenant}"),
+            Self::ForgeRock => format!("{authority}/am/oauth2/realms/root/realms/{tenant}"),
+            Self::Ping | Self::Generic => authority.to_string(),
+        }
+    }
+
+    /// Where its discovery document is: `{issuer}/.well-known/openid-configuration`
+    /// (Entra's is under `/{tenant}/v2.0/`).
+    pub fn metadata_url(self, authority: &str, tenant: &str) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer(authority, tenant).trim_end_matches('/')
+        )
+    }
 }
 
 /// Audience of Entra workload identity federation tokens.
@@ -204,22 +307,42 @@ pub enum UpstreamKind {
         /// Discovery document URL.
         metadata_url: Option<String>,
     },
-    /// The in-process Entra-compatible identity provider.
+    /// The in-process identity provider (Entra-compatible, or another profile).
     Embedded {
         /// Where it listens.
         listen: SocketAddr,
-        /// Its tenant name.
+        /// Its tenant name (the realm of Keycloak and ForgeRock).
         tenant: String,
+        /// What it imitates.
+        profile: IdpProfile,
     },
 }
 
 impl UpstreamKind {
-    /// The tenant, for Entra-shaped upstreams.
+    /// The tenant, for Entra-shaped upstreams (an embedded provider in another profile has
+    /// none: it has no tenant routes).
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Self::Entra { tenant, .. } | Self::Embedded { tenant, .. } => Some(tenant),
-            Self::Generic { .. } => None,
+            Self::Entra { tenant, .. }
+            | Self::Embedded {
+                tenant,
+                profile: IdpProfile::Entra,
+                ..
+            } => Some(tenant),
+            Self::Generic { .. } | Self::Embedded { .. } => None,
         }
+    }
+
+    /// Whether Entra's rules apply (RSA credentials, `x5t`, reuse by default for HSMs).
+    pub fn is_entra(&self) -> bool {
+        matches!(
+            self,
+            Self::Entra { .. }
+                | Self::Embedded {
+                    profile: IdpProfile::Entra,
+                    ..
+                }
+        )
     }
 }
 

@@ -115,6 +115,8 @@ pub(super) struct RawUpstream {
     pub(super) listen: Option<String>,
     #[serde(default)]
     pub(super) federated: Vec<RawFederated>,
+    pub(super) profile: Option<String>,
+    pub(super) assertion_audience: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +136,8 @@ pub(super) struct RawCredential {
     pub(super) pkcs12: Option<PathBuf>,
     pub(super) pkcs12_password_env: Option<String>,
     pub(super) alg: Option<String>,
+    pub(super) kid: Option<String>,
+    pub(super) x5c: Option<bool>,
     pub(super) federated_token_file: Option<PathBuf>,
     pub(super) pkcs11: Option<RawPkcs11>,
     pub(super) key_vault: Option<RawKeyVault>,

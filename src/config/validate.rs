@@ -160,6 +160,7 @@ impl Cx {
                 registry.insert(reg);
             }
         }
+        self.entra_needs_rsa(&registry, &upstreams);
         let (binding, authz, introspection) =
             self.bound_tokens(raw.binding, raw.authz, raw.introspection, &upstreams);
         let state = raw.state.map(|s| self.state(s, env)).unwrap_or_default();
@@ -191,6 +192,29 @@ impl Cx {
             warnings: Vec::new(),
             files: Vec::new(),
         })
+    }
+
+    /// An EC (ES256) credential used by a client of an Entra upstream: Entra accepts RSA
+    /// credentials only. Reported once per credential, on the credential.
+    fn entra_needs_rsa(&mut self, registry: &Registry, upstreams: &BTreeMap<String, UpstreamSpec>) {
+        let mut reported = HashSet::new();
+        let mut regs: Vec<_> = registry.iter().collect();
+        regs.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        for reg in regs {
+            let entra = upstreams
+                .get(&reg.upstream)
+                .is_some_and(|u| u.kind.is_entra());
+            let cred = &reg.credential;
+            if entra && cred.alg() == Alg::Es256 && reported.insert(cred.name.clone()) {
+                self.problem(
+                    &format!("credentials.{}", cred.name),
+                    format!(
+                        "the key is not an RSA private key (PKCS#8 or PKCS#1): the certificate holds an EC key (ES256); Entra accepts RSA credentials only, and client {} uses it on upstream {}",
+                        reg.client_id, reg.upstream
+                    ),
+                );
+            }
+        }
     }
 
     /// Keeps, per issuer, only the newest CRL (SPEC §5), warning about the others.
@@ -428,138 +452,6 @@ impl Cx {
             },
             rate_limit,
         }
-    }
-
-    pub(super) fn upstream(&mut self, name: &str, u: RawUpstream) -> Option<UpstreamSpec> {
-        let key = format!("upstreams.{name}");
-        let timeout = self.duration(
-            &format!("{key}.timeout"),
-            u.timeout.as_deref(),
-            Duration::from_secs(10),
-        );
-        let mut ca = Vec::new();
-        for (i, p) in u.ca.iter().enumerate() {
-            ca.extend(self.certs(&format!("{key}.ca[{i}]"), p));
-        }
-        let mut misplaced = |field: &str, present: bool, kind: &str| {
-            if present {
-                self.problems.push(ConfigError::new(
-                    format!("{key}.{field}"),
-                    format!("not a key of type = \"{kind}\""),
-                ));
-            }
-        };
-        let kind = match u.kind.as_str() {
-            "entra" => {
-                misplaced("token_endpoint", u.token_endpoint.is_some(), "entra");
-                misplaced("metadata_url", u.metadata_url.is_some(), "entra");
-                misplaced("listen", u.listen.is_some(), "entra");
-                let authority = u
-                    .authority
-                    .unwrap_or_else(|| "https://login.microsoftonline.com".to_string());
-                if !authority.starts_with("https://") {
-                    self.problem(&format!("{key}.authority"), "must start with https://");
-                }
-                let Some(tenant) = u.tenant.filter(|t| valid_tenant(t)) else {
-                    self.problem(
-                        &format!("{key}.tenant"),
-                        "required for type = \"entra\": the tenant GUID or domain (not common/organizations/consumers), letters, digits, '.', '-'",
-                    );
-                    return None;
-                };
-                UpstreamKind::Entra {
-                    authority: authority.trim_end_matches('/').to_string(),
-                    tenant,
-                }
-            }
-            "generic" => {
-                misplaced("tenant", u.tenant.is_some(), "generic");
-                misplaced("authority", u.authority.is_some(), "generic");
-                misplaced("listen", u.listen.is_some(), "generic");
-                if u.reuse_assertion == Some(true) {
-                    self.problem(
-                        &format!("{key}.reuse_assertion"),
-                        "Entra only: generic identity providers may refuse a replayed jti",
-                    );
-                }
-                let Some(token_endpoint) = u.token_endpoint else {
-                    self.problem(
-                        &format!("{key}.token_endpoint"),
-                        "required for type = \"generic\"",
-                    );
-                    return None;
-                };
-                for (field, url) in [
-                    ("token_endpoint", Some(&token_endpoint)),
-                    ("metadata_url", u.metadata_url.as_ref()),
-                ] {
-                    if url.is_some_and(|u| !u.starts_with("https://")) {
-                        self.problem(&format!("{key}.{field}"), "must start with https://");
-                    }
-                }
-                UpstreamKind::Generic {
-                    token_endpoint,
-                    metadata_url: u.metadata_url,
-                }
-            }
-            "embedded" => {
-                misplaced("token_endpoint", u.token_endpoint.is_some(), "embedded");
-                misplaced("metadata_url", u.metadata_url.is_some(), "embedded");
-                misplaced("authority", u.authority.is_some(), "embedded");
-                let listen_text = u.listen.unwrap_or_else(|| "127.0.0.1:9443".to_string());
-                let listen = self.socket_addr(&format!("{key}.listen"), &listen_text)?;
-                let tenant = u.tenant.unwrap_or_else(|| "dev".to_string());
-                if !valid_tenant(&tenant) {
-                    self.problem(&format!("{key}.tenant"), "letters, digits, '.', '-' only");
-                }
-                UpstreamKind::Embedded { listen, tenant }
-            }
-            other => {
-                self.problem(
-                    &format!("{key}.type"),
-                    format!("\"{other}\" is not \"entra\", \"generic\" or \"embedded\""),
-                );
-                return None;
-            }
-        };
-        if u.reuse_assertion == Some(true) && matches!(kind, UpstreamKind::Embedded { .. }) {
-            self.problem(
-                &format!("{key}.reuse_assertion"),
-                "Entra only: the embedded identity provider refuses a replayed jti",
-            );
-        }
-        let mut federated = Vec::new();
-        for (i, f) in u.federated.into_iter().enumerate() {
-            let fkey = format!("{key}.federated[{i}]");
-            if !matches!(kind, UpstreamKind::Embedded { .. }) {
-                self.problem(&fkey, "federated credentials are configured on the app registration in Entra; here only for an embedded identity provider");
-                continue;
-            }
-            let Some(jwks) = self.read(&format!("{fkey}.jwks"), &f.jwks) else {
-                continue;
-            };
-            if let Err(e) = crate::jwt::KeySet::from_json(&jwks) {
-                self.problem(&format!("{fkey}.jwks"), e);
-                continue;
-            }
-            federated.push(FederatedCredential {
-                issuer: f.issuer,
-                subject: f.subject,
-                audience: f
-                    .audience
-                    .unwrap_or_else(|| FEDERATION_AUDIENCE.to_string()),
-                jwks,
-            });
-        }
-        Some(UpstreamSpec {
-            name: name.to_string(),
-            kind,
-            timeout,
-            ca,
-            reuse_assertion: u.reuse_assertion == Some(true),
-            reuse_explicit: u.reuse_assertion.is_some(),
-            federated,
-        })
     }
 }
 

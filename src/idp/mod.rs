@@ -2,6 +2,7 @@
 //! is, reached over real HTTPS. Used by the shipped `gateway.toml`, `demo` and the tests.
 
 pub mod federated;
+pub mod profile;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -32,10 +33,34 @@ use validate::{verify_assertion, AadError, RegisteredKey, ReplayCache};
 /// Lifetime of issued access tokens.
 pub const TOKEN_LIFETIME_SECS: i64 = 3599;
 
+/// A credential registered for a client: its certificate (none for a client that only has a
+/// federated credential) and the `kid` its assertions name it by, if any.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The client.
+    pub client_id: String,
+    /// The credential certificate.
+    pub cert: Option<CertificateDer<'static>>,
+    /// The key id registered with it (the credential's `kid`).
+    pub kid: Option<String>,
+}
+
+impl Registered {
+    /// A certificate registered without a key id.
+    pub fn cert(client_id: impl Into<String>, cert: CertificateDer<'static>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            cert: Some(cert),
+            kid: None,
+        }
+    }
+}
+
 /// The provider's state.
 pub struct Idp {
     tenant: String,
     authority: String,
+    profile: crate::config::IdpProfile,
     clients: ArcSwap<HashMap<String, Vec<RegisteredKey>>>,
     signing_key: RsaKeyPair,
     kid: String,
@@ -64,7 +89,22 @@ impl Idp {
     pub fn new(
         tenant: &str,
         authority: &str,
-        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
+        registrations: impl IntoIterator<Item = Registered>,
+    ) -> Result<Self, String> {
+        Self::with_profile(
+            tenant,
+            authority,
+            registrations,
+            crate::config::IdpProfile::Entra,
+        )
+    }
+
+    /// As [`Idp::new`], imitating `profile`.
+    pub fn with_profile(
+        tenant: &str,
+        authority: &str,
+        registrations: impl IntoIterator<Item = Registered>,
+        profile: crate::config::IdpProfile,
     ) -> Result<Self, String> {
         let clients = Self::keys(registrations)?;
         let signing_key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
@@ -74,6 +114,7 @@ impl Idp {
         Ok(Self {
             tenant: tenant.to_string(),
             authority: authority.trim_end_matches('/').to_string(),
+            profile,
             clients: ArcSwap::from_pointee(clients),
             signing_key,
             kid,
@@ -96,17 +137,22 @@ impl Idp {
     /// Replaces the trusted (client_id, credential certificate) pairs (on configuration reload).
     pub fn set_registrations(
         &self,
-        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
+        registrations: impl IntoIterator<Item = Registered>,
     ) -> Result<(), String> {
         self.clients.store(Arc::new(Self::keys(registrations)?));
         Ok(())
     }
 
     fn keys(
-        registrations: impl IntoIterator<Item = (String, Option<CertificateDer<'static>>)>,
+        registrations: impl IntoIterator<Item = Registered>,
     ) -> Result<HashMap<String, Vec<RegisteredKey>>, String> {
         let mut clients: HashMap<String, Vec<RegisteredKey>> = HashMap::new();
-        for (client_id, cert) in registrations {
+        for Registered {
+            client_id,
+            cert,
+            kid,
+        } in registrations
+        {
             // A client with a federated credential only: registered, no certificate.
             let Some(cert) = cert else {
                 clients.entry(client_id).or_default();
@@ -114,10 +160,16 @@ impl Idp {
             };
             let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
                 .map_err(|e| format!("credential certificate of {client_id}: {e}"))?;
+            let ec = matches!(
+                parsed.public_key().parsed(),
+                Ok(x509_parser::public_key::PublicKey::EC(_))
+            );
             clients.entry(client_id).or_default().push(RegisteredKey {
                 x5t: identity::x5t(cert.as_ref()),
                 x5t_s256: identity::x5t_s256(cert.as_ref()),
-                rsa_public_key: parsed.public_key().subject_public_key.data.to_vec(),
+                public_key: parsed.public_key().subject_public_key.data.to_vec(),
+                ec,
+                kid,
             });
         }
         Ok(clients)
@@ -128,9 +180,9 @@ impl Idp {
         format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant)
     }
 
-    /// The issuer of access tokens.
+    /// The issuer of access tokens (the profile's).
     pub fn issuer(&self) -> String {
-        format!("{}/{}/v2.0", self.authority, self.tenant)
+        self.profile.issuer(&self.authority, &self.tenant)
     }
 
     /// The JWKS with the access-token signing key.
@@ -318,6 +370,9 @@ impl Idp {
 
     /// Serves one HTTP request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if self.profile != crate::config::IdpProfile::Entra {
+            return profile::handle(&self, req).await;
+        }
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let json_response = |status: StatusCode, body: Value| {

@@ -64,8 +64,12 @@ pub struct RegisteredKey {
     pub x5t: String,
     /// base64url SHA-256 of the DER.
     pub x5t_s256: String,
-    /// PKCS#1 RSAPublicKey DER.
-    pub rsa_public_key: Vec<u8>,
+    /// The certificate's subjectPublicKey: PKCS#1 RSAPublicKey DER, or an EC point.
+    pub public_key: Vec<u8>,
+    /// An EC key (ES256), which Entra never accepts.
+    pub ec: bool,
+    /// The key id registered with it.
+    pub kid: Option<String>,
 }
 
 /// The claims a valid assertion vouches for.
@@ -152,7 +156,13 @@ fn verify_signature(jwt: &str, client_id: &str, keys: &[RegisteredKey]) -> Resul
         ));
     };
     let signed = &jwt[..h.len() + 1 + c.len()];
-    UnparsedPublicKey::new(alg, &key.rsa_public_key)
+    if key.ec {
+        return Err(AadError::client(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The key is not an RSA key.]",
+        ));
+    }
+    UnparsedPublicKey::new(alg, &key.public_key)
         .verify(signed.as_bytes(), &signature_bytes)
         .map_err(|_| {
             AadError::client(

@@ -422,6 +422,13 @@ async fn forward(
                 crate::config::UpstreamKind::Entra { .. }
             ));
     let now = now_secs() as u64;
+    let aud = upstream.assertion_audience(url).await.map_err(|f| {
+        GatewayError::new(
+            ErrorKind::UpstreamUnavailable,
+            "the identity provider's metadata (the assertion's audience) cannot be fetched",
+        )
+        .with_reason(f.to_string())
+    })?;
     let observe = |result: &'static str, took: std::time::Duration| {
         gw.metrics.signature(
             &reg.credential.name,
@@ -433,11 +440,11 @@ async fn forward(
     let signed = if reuse && reg.credential.federated_token().is_none() {
         reg.state
             .assertions
-            .get_async(&reg.credential, client_id, url, now, &observe)
+            .get_async(&reg.credential, client_id, &aud, now, &observe)
             .await
     } else {
         reg.credential
-            .sign_async(client_id, url, now, &observe)
+            .sign_async(client_id, &aud, now, &observe)
             .await
             .map(Into::into)
     };

@@ -67,7 +67,7 @@ tls_client_auth_san_ip = "10.1.2"
     let text = problems(&setup);
     for expected in [
         "credentials.dev: the private key does not match the certificate",
-        "credentials.hs.alg: \"HS256\" is not \"RS256\" or \"PS256\"",
+        "credentials.hs.alg: \"HS256\" is not \"RS256\", \"PS256\" or \"ES256\"",
         "credentials.gone.cert: cannot read",
         "clients[0] (client_id \"a\").upstream: no [upstreams.nowhere] is defined",
         "clients[1] (client_id \"a\"): client_id is registered more than once",
