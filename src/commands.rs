@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
 
@@ -195,8 +194,11 @@ fn describe(id: &ClientIdentity) -> String {
     sans.extend(id.sans.uri.iter().map(|u| format!("URI:{u}")));
     sans.extend(id.sans.email.iter().map(|e| format!("email:{e}")));
     let der = id.der.as_ref();
+    let jwk = crate::jwk::PublicJwk::from_certificate(der)
+        .map(|k| k.thumbprint())
+        .unwrap_or_else(|e| format!("- ({e})"));
     format!(
-        "subject:    {}\nissuer:     {}\nSANs:       {}\nnot before: {}\nnot after:  {}\nSHA-1:      {}\nx5t:        {}\nx5t#S256:   {}\n",
+        "subject:    {}\nissuer:     {}\nSANs:       {}\nnot before: {}\nnot after:  {}\nSHA-1:      {}\nx5t:        {}\nx5t#S256:   {}\nJWK thumbprint (RFC 7638): {jwk}\n",
         id.subject_display,
         id.issuer_display,
         if sans.is_empty() { "-".to_string() } else { sans.join(", ") },
@@ -206,6 +208,44 @@ fn describe(id: &ClientIdentity) -> String {
         identity::x5t(der),
         id.x5t_s256,
     )
+}
+
+/// `jwks -c FILE [CREDENTIAL…]`: the public JWK Set of the named credentials (all when none
+/// is named), one key each, for an identity provider to register or a URL to host. Only the
+/// set goes to standard output.
+pub fn jwks(path: &Path, names: &[String]) -> Result<String, String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    let wanted: Vec<&String> = if names.is_empty() {
+        config.credentials.keys().collect()
+    } else {
+        names.iter().collect()
+    };
+    let mut keys = Vec::new();
+    for name in wanted {
+        let Some(c) = config.credentials.get(name) else {
+            let known: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
+            return Err(format!(
+                "{}: no [credentials.{name}]; the credentials are: {}",
+                path.display(),
+                known.join(", ")
+            ));
+        };
+        if c.federated_token().is_some() {
+            if names.is_empty() {
+                continue;
+            }
+            return Err(format!(
+                "credentials.{name} is a federated token file: it has no key of its own"
+            ));
+        }
+        let chain: Vec<Vec<u8>> = c.chain.iter().map(|d| d.as_ref().to_vec()).collect();
+        keys.push(
+            crate::jwk::credential_jwk(&chain, c.kid.as_deref())
+                .map_err(|e| format!("credentials.{name}: {e}"))?,
+        );
+    }
+    let set = serde_json::json!({ "keys": keys });
+    Ok(serde_json::to_string_pretty(&set).unwrap_or_default() + "\n")
 }
 
 /// `dev-pki --out DIR`: writes the files and describes each certificate.
@@ -298,120 +338,4 @@ fn pem_of(der: &CertificateDer<'_>) -> String {
     out
 }
 
-/// Decodes the header and claims of a JWT for display (the signature is not shown).
-pub fn decode_jwt(jwt: &str) -> Option<(serde_json::Value, serde_json::Value)> {
-    let mut parts = jwt.split('.');
-    let header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
-    let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next()?).ok()?).ok()?;
-    Some((header, claims))
-}
-
-/// The config `demo` writes next to its dev PKI.
-pub fn demo_config(client_id: &str, selfsigned_id: &str) -> String {
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-public_url = "https://localhost"
-cert = "pki/server.pem"
-key = "pki/server-key.pem"
-client_ca = ["pki/ca.pem"]
-
-[upstreams.dev]
-type = "embedded"
-listen = "127.0.0.1:0"
-
-[credentials.dev]
-cert = "pki/signing.pem"
-key = "pki/signing-key.pem"
-
-[[clients]]
-client_id = "{client_id}"
-upstream = "dev"
-credential = "dev"
-token_endpoint_auth_method = "tls_client_auth"
-tls_client_auth_subject_dn = "{subject}"
-
-[[clients]]
-client_id = "{selfsigned_id}"
-upstream = "dev"
-credential = "dev"
-token_endpoint_auth_method = "self_signed_tls_client_auth"
-self_signed_certs = ["pki/client-selfsigned.pem"]
-"#,
-        subject = crate::pki::CLIENT_SUBJECT
-    )
-}
-
-/// `demo`: dev PKI, embedded IdP, gateway, one real mTLS token request, in a temp dir.
-pub async fn demo() -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("mtls-gateway-demo-{}", std::process::id()));
-    let result = demo_in(&dir).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-async fn demo_in(dir: &Path) -> Result<String, String> {
-    const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
-    const SELF_SIGNED_ID: &str = "11111111-2222-3333-4444-666666666666";
-    let step = |n: u32, text: &str| println!("[{n}] {text}");
-    step(
-        1,
-        &format!("writing a development PKI to {}", dir.join("pki").display()),
-    );
-    crate::pki::write_dev_pki(&dir.join("pki"))?;
-    let config_path = dir.join("gateway.toml");
-    std::fs::write(&config_path, demo_config(CLIENT_ID, SELF_SIGNED_ID))
-        .map_err(|e| e.to_string())?;
-    let config = config::load(&config_path).map_err(|e| e.to_string())?;
-    let signer = config
-        .credentials
-        .get("dev")
-        .cloned()
-        .ok_or("the demo config has no credential")?;
-    step(2, "starting the embedded identity provider and the gateway");
-    let running = crate::listener::start(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let idp = running
-        .idp_addrs
-        .get("dev")
-        .copied()
-        .ok_or("no embedded IdP")?;
-    println!("    gateway (mTLS):            https://{}", running.addr);
-    println!(
-        "    identity provider (HTTPS): {}/dev",
-        crate::upstream::authority_of(idp)
-    );
-    let result = async {
-        let ca = config::parse_certs(&std::fs::read(dir.join("pki/ca.pem")).map_err(|e| e.to_string())?)?;
-        let identity = crate::client::load_identity(&dir.join("pki/client.pem"), &dir.join("pki/client-key.pem"))?;
-        let client_cert = ClientIdentity::from_der(identity.0[0].clone()).map_err(|e| e.to_string())?;
-        step(3, "the legacy client connects with its certificate and sends only its client_id");
-        println!("    certificate subject: {}", client_cert.subject_display);
-        println!("    certificate x5t#S256: {}", client_cert.x5t_s256);
-        let client = crate::client::MtlsClient::new(&ca, Some(identity), false)?;
-        let url = format!("https://localhost:{}/token", running.addr.port());
-        let form = format!("grant_type=client_credentials&client_id={CLIENT_ID}&scope=api%3A%2F%2Fdemo%2F.default");
-        println!("    POST {url}\n    {form}");
-        step(4, "the gateway verifies the chain to the client CA, matches the subject DN to the registration, and signs a client_assertion like this one:");
-        let aud = format!("{}/dev/oauth2/v2.0/token", crate::upstream::authority_of(idp));
-        let example = signer.sign(CLIENT_ID, &aud).map_err(|_| "signing failed")?;
-        if let Some((h, c)) = decode_jwt(&example) {
-            println!("    header: {h}\n    claims: {c}");
-        }
-        let answer = client.post_form(&url, &form).await?;
-        step(5, &format!("the identity provider checked the assertion and answered {}", answer.status));
-        let body = answer.json();
-        if !answer.status.is_success() {
-            return Err(format!("the token request failed: {} {}", answer.status, String::from_utf8_lossy(&answer.body)));
-        }
-        let token = body.get("access_token").and_then(|t| t.as_str()).ok_or("no access_token in the answer")?;
-        let (h, c) = decode_jwt(token).ok_or("the access token is not a JWT")?;
-        println!("    token_type={} expires_in={}", body["token_type"], body["expires_in"]);
-        println!("    access token header: {h}\n    access token claims: {c}");
-        Ok::<String, String>("demo succeeded: a client that only did mTLS received an access token".to_string())
-    }
-    .await;
-    running.shutdown().await;
-    result
-}
+pub use crate::demo::{decode_jwt, demo, demo_config};

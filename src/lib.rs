@@ -34,6 +34,7 @@ pub mod cache;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod dn;
 pub mod encoding;
 pub mod error;

@@ -77,6 +77,19 @@ enum Command {
         #[arg(long)]
         password_env: Option<String>,
     },
+    /// Print the public JWK Set of credentials (to register with Okta, Auth0, Keycloak, …).
+    Jwks {
+        /// Configuration file.
+        #[arg(
+            short,
+            long,
+            env = "MTLS_GATEWAY_CONFIG",
+            default_value = "gateway.toml"
+        )]
+        config: PathBuf,
+        /// Credential names (`[credentials.NAME]`); all when none is given.
+        credentials: Vec<String>,
+    },
     /// Write a development PKI (CA, server, clients, signing credential).
     DevPki {
         /// Output folder.
@@ -108,7 +121,12 @@ enum Command {
         ca_out: Option<PathBuf>,
     },
     /// Run everything in a temp folder and fetch one token over mTLS.
-    Demo,
+    Demo {
+        /// What the embedded identity provider imitates: entra, okta, auth0, keycloak, ping,
+        /// forgerock or generic.
+        #[arg(long, default_value = "entra")]
+        profile: String,
+    },
 }
 
 fn parse_client(s: &str) -> Result<(String, PathBuf), String> {
@@ -168,6 +186,10 @@ fn main() -> ExitCode {
         Command::Thumbprint { file, password_env } => {
             commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))
         }
+        Command::Jwks {
+            config,
+            credentials,
+        } => commands::jwks(&config, &credentials).map(|s| print!("{s}")),
         Command::DevPki { out, force } => commands::dev_pki(&out, force).map(|s| print!("{s}")),
         Command::MockIdp {
             listen,
@@ -183,7 +205,9 @@ fn main() -> ExitCode {
             tls_cert.zip(tls_key),
             ca_out.as_deref(),
         )),
-        Command::Demo => runtime.block_on(commands::demo()).map(|s| println!("{s}")),
+        Command::Demo { profile } => runtime
+            .block_on(commands::demo(&profile))
+            .map(|s| println!("{s}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
