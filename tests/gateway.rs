@@ -51,6 +51,8 @@ mod observability;
 mod operations;
 #[path = "gateway/pkcs11.rs"]
 mod pkcs11;
+#[path = "gateway/profiles.rs"]
+mod profiles;
 #[path = "gateway/redis.rs"]
 mod redis;
 #[path = "gateway/reuse_and_cache.rs"]
