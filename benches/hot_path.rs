@@ -86,6 +86,21 @@ fn signing(c: &mut Criterion, f: &Fixture) {
                 .unwrap()
         })
     });
+    // ES256 with a P-256 key (generic upstreams), against RS256 above.
+    let ec = mtls_gateway::pki::self_signed_client("bench es256").unwrap();
+    let es256 = Signer::new(
+        der(&ec.cert),
+        &PrivateKeyDer::from_pem_slice(ec.key.as_bytes()).unwrap(),
+        Alg::Es256,
+    )
+    .unwrap();
+    group.bench_function("es256_signer", |b| {
+        b.iter(|| {
+            es256
+                .sign_at(black_box(CLIENT), AUD, 1_800_000_000)
+                .unwrap()
+        })
+    });
     let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(f.signing.key.as_bytes()).unwrap();
     let claims = serde_json::json!({"aud": AUD, "iss": CLIENT, "sub": CLIENT, "jti": "x", "nbf": 1, "exp": 2});
     group.bench_function("jsonwebtoken_rs256_key_parsed_per_call", |b| {

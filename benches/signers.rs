@@ -1,5 +1,6 @@
 //! Assertions per second per signer backend (SPEC §12), and what reuse saves:
-//! - `local`: an RSA-2048 key in the process (aws-lc-rs), on the blocking pool;
+//! - `local`: an RSA-2048 key (RS256) or a P-256 key (ES256) in the process (aws-lc-rs), on
+//!   the blocking pool;
 //! - `pkcs11`: the same key imported into a SoftHSM2 token (skipped without `softhsm2-util`);
 //! - `key_vault`: the Key Vault + IMDS test double of `tests/support/keyvault.rs` on loopback
 //!   HTTPS (its signatures come from `openssl pkeyutl`, so this measures the gateway's HTTP
@@ -135,6 +136,22 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             runtime
                 .block_on(local.sign_async(CLIENT, AUD, 1_800_000_000, &observe))
+                .unwrap()
+        })
+    });
+    let ec = mtls_gateway::pki::self_signed_client("bench es256").unwrap();
+    let local_es = Arc::new(
+        Signer::new(
+            cert_of(&ec),
+            &PrivateKeyDer::from_pem_slice(ec.key.as_bytes()).unwrap(),
+            Alg::Es256,
+        )
+        .unwrap(),
+    );
+    group.bench_function("local_es256", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(local_es.sign_async(CLIENT, AUD, 1_800_000_000, &observe))
                 .unwrap()
         })
     });

@@ -5,7 +5,7 @@
 #
 #   benches/load/run.sh            (PHASE_SECONDS=10 CONCURRENCY=32 IDLE_CONNECTIONS=10000)
 #   ONLY="newconn keepalive"       phases of the fresh run and of nginx
-#   MODES="cache cache_redis"      which gateway runs (default: fresh reuse cache cache_redis)
+#   MODES="cache cache_redis"      which gateway runs (default: fresh reuse cache cache_redis es256)
 #
 # Loopback only; bounded in time (about 3 minutes plus the release build); stops only what it
 # started. Server side (gateway or nginx) on core 0; load generator and upstream on core 1.
@@ -51,7 +51,9 @@ phase() { # system label mode concurrency seconds url pids
   echo "  $1 $2: $out"
 }
 
-gateway_config() { # extra upstream lines, extra client lines
+gateway_config() { # extra upstream lines, extra client lines; CREDENTIAL= the credential's lines
+  local credential=${CREDENTIAL:-cert = \"pki/signing.pem\"
+key = \"pki/signing-key.pem\"}
   cat > "$work/gateway.toml" <<TOML
 [server]
 listen = "127.0.0.1:$GPORT"
@@ -70,8 +72,7 @@ $1
 ca = ["pki/ca.pem"]
 
 [credentials.bench]
-cert = "pki/signing.pem"
-key = "pki/signing-key.pem"
+$credential
 
 [[clients]]
 client_id = "11111111-2222-3333-4444-555555555555"
@@ -101,7 +102,7 @@ run_gateway() { # label, then phases...
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-MODES=${MODES:-fresh reuse cache cache_redis}
+MODES=${MODES:-fresh reuse cache cache_redis es256}
 wants() { [[ " $MODES " == *" $1 "* ]]; }
 
 echo "== mtls-gateway (fresh assertion per request)"
@@ -118,6 +119,12 @@ authority = \"https://127.0.0.1:$UPORT\"
 tenant = \"bench\"
 reuse_assertion = true" ""
 ! wants reuse || [ -n "${ONLY:-}" ] || run_gateway reuse newconn keepalive
+
+echo "== mtls-gateway (fresh ES256 assertion per request, P-256 credential, generic upstream)"
+CREDENTIAL='cert = "pki/client-selfsigned.pem"
+key = "pki/client-selfsigned-key.pem"
+alg = "ES256"' gateway_config "$GENERIC" ""
+! wants es256 || run_gateway es256 newconn keepalive
 
 echo "== mtls-gateway (cache_tokens = true)"
 gateway_config "$GENERIC" "cache_tokens = true"
@@ -215,7 +222,10 @@ def line(phase, g, n, key, fmt, target, invert=False):
 line("newconn, server CPU µs/request (fresh assertion)", get("gateway", "fresh", "newconn"), n_new, "cpu_us_per_req", "{:.0f} µs", "≤ 0.75 ×")
 line("newconn, req/s (fresh assertion)", get("gateway", "fresh", "newconn"), n_new, "rps", "{:.0f}", "—")
 line("newconn, server CPU µs/request (reuse_assertion)", get("gateway", "reuse", "newconn"), n_new, "cpu_us_per_req", "{:.0f} µs", "—")
+line("newconn, server CPU µs/request (fresh ES256 assertion)", get("gateway", "es256", "newconn"), n_new, "cpu_us_per_req", "{:.0f} µs", "—")
 line("keepalive, req/s (fresh assertion)", get("gateway", "fresh", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 1,900 req/s (0.8 × signing floor)")
+line("keepalive, req/s (fresh ES256 assertion)", get("gateway", "es256", "keepalive", C), n_ka, "rps", "{:.0f}", "—")
+line("keepalive, server CPU µs/request (fresh ES256)", get("gateway", "es256", "keepalive", C), n_ka, "cpu_us_per_req", "{:.0f} µs", "—")
 line("keepalive, req/s (reuse_assertion)", get("gateway", "reuse", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.5 ×")
 line("keepalive, req/s (token cache hit)", get("gateway", "cache", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.8 ×")
 line("keepalive, req/s (token cache hit, [state] on Redis)", get("gateway", "cache_redis", "keepalive", C), n_ka, "rps", "{:.0f}", "≥ 0.5 ×")
