@@ -148,6 +148,37 @@ pub struct ClientTrust {
     /// The earliest notAfter of the configured intermediates and nextUpdate of the CRLs:
     /// no cached verdict lives past it.
     earliest_change: i64,
+    /// Chains of this generation that verified, shared by every connection: a client that
+    /// opens many connections with one chain pays the verification once per generation.
+    verified: Mutex<VerifiedChains>,
+}
+
+/// Chains held in [`ClientTrust`]'s cache at most; the oldest entry leaves first.
+pub const MAX_VERIFIED_CHAINS: usize = 4096;
+
+/// Successful verifications by chain hash, each valid until its `until`. Failures are not
+/// kept: a chain refused for being not yet valid must be accepted once it is.
+#[derive(Debug, Default)]
+struct VerifiedChains {
+    until: std::collections::HashMap<[u8; 32], i64>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl VerifiedChains {
+    fn get(&self, key: &[u8; 32], now: i64) -> bool {
+        self.until.get(key).is_some_and(|until| now < *until)
+    }
+
+    fn put(&mut self, key: [u8; 32], until: i64) {
+        if self.until.insert(key, until).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > MAX_VERIFIED_CHAINS {
+                if let Some(old) = self.order.pop_front() {
+                    self.until.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl ClientTrust {
@@ -177,7 +208,13 @@ impl ClientTrust {
             intermediates,
             crls: parsed,
             earliest_change,
+            verified: Mutex::new(VerifiedChains::default()),
         })
+    }
+
+    /// How many verified chains this generation remembers.
+    pub fn verified_chains(&self) -> usize {
+        self.verified.lock().map(|v| v.until.len()).unwrap_or(0)
     }
 
     /// Verifies `leaf` (with the intermediates it presented) against the configured anchors.
@@ -322,6 +359,9 @@ pub struct PeerCertificate {
     pub intermediates: Vec<CertificateDer<'static>>,
     /// The earliest notAfter of the leaf and the presented intermediates.
     chain_expiry: i64,
+    /// SHA-256 of the leaf, or of the leaf's and each intermediate's hash when it sent some:
+    /// the key of [`ClientTrust`]'s cache of verified chains.
+    chain_key: [u8; 32],
     verdict: Mutex<Option<Verdict>>,
 }
 
@@ -336,16 +376,27 @@ impl PeerCertificate {
             .iter()
             .map(|c| not_after(c))
             .fold(identity.not_after, i64::min);
+        let chain_key = if rest.is_empty() {
+            identity.sha256
+        } else {
+            let mut all = identity.sha256.to_vec();
+            for c in rest {
+                all.extend_from_slice(&crate::identity::sha256(c.as_ref()));
+            }
+            crate::identity::sha256(&all)
+        };
         Ok(Self {
             identity,
             intermediates: rest.to_vec(),
             chain_expiry,
+            chain_key,
             verdict: Mutex::new(None),
         })
     }
 
     /// Whether the chain verifies to `server.client_ca` of generation `generation` at `now`,
-    /// reusing this connection's verdict when it still holds.
+    /// reusing this connection's verdict, or the generation's for the same chain, while it
+    /// still holds.
     pub fn trusted(
         &self,
         trust: &ClientTrust,
@@ -358,11 +409,26 @@ impl PeerCertificate {
                 return v.result.clone();
             }
         }
-        let result = trust.verify_chain(&self.identity.der, &self.intermediates, now);
         let until = self
             .chain_expiry
             .min(trust.earliest_change)
             .min(trust.anchors.earliest_expiry);
+        let known = trust
+            .verified
+            .lock()
+            .map(|v| v.get(&self.chain_key, now))
+            .unwrap_or(false);
+        let result = if known {
+            Ok(())
+        } else {
+            let result = trust.verify_chain(&self.identity.der, &self.intermediates, now);
+            if result.is_ok() && now < until {
+                if let Ok(mut v) = trust.verified.lock() {
+                    v.put(self.chain_key, until);
+                }
+            }
+            result
+        };
         *cached = Some(Verdict {
             generation,
             until,
@@ -386,6 +452,51 @@ impl PeerCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject as _;
+
+    fn pki() -> (CertificateDer<'static>, CertificateDer<'static>, CertificateDer<'static>) {
+        let ca = crate::pki::Ca::new("trust test CA").unwrap();
+        let other = crate::pki::Ca::new("another CA").unwrap();
+        let leaf = ca
+            .issue(&crate::pki::client_params(&[(rcgen::DnType::CommonName, "c")], vec![]))
+            .unwrap();
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        (der(&ca.pem.cert), der(&other.pem.cert), der(&leaf.cert))
+    }
+
+    #[test]
+    fn a_chain_verified_once_is_known_to_every_connection_of_the_generation_only() {
+        let (ca, other, leaf) = pki();
+        let now = crate::encoding::now_secs();
+        let generation = ClientTrust::new(vec![ca.clone()], vec![], vec![]).unwrap();
+        let first = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
+        assert_eq!(first.trusted(&generation, 1, now), Ok(()));
+        assert_eq!(generation.verified_chains(), 1);
+        // Another connection with the same chain: answered from the generation's cache.
+        let second = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
+        assert_eq!(second.trusted(&generation, 1, now), Ok(()));
+        assert_eq!(generation.verified_chains(), 1);
+        // Not past the chain's notAfter.
+        let late = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
+        assert!(late.trusted(&generation, 1, first.chain_expiry + 1).is_err());
+        // A new generation that no longer trusts the CA verifies again, and refuses.
+        let next = ClientTrust::new(vec![other], vec![], vec![]).unwrap();
+        let third = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
+        assert!(third.trusted(&next, 2, now).is_err());
+        assert_eq!(next.verified_chains(), 0, "failures are not kept");
+    }
+
+    #[test]
+    fn the_cache_of_verified_chains_is_bounded() {
+        let mut v = VerifiedChains::default();
+        for i in 0..(MAX_VERIFIED_CHAINS + 10) {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            v.put(key, i64::MAX);
+        }
+        assert_eq!(v.until.len(), MAX_VERIFIED_CHAINS);
+        assert!(!v.get(&[0u8; 32], 0), "the oldest left first");
+    }
 
     #[test]
     fn crl_order_compares_numbers_as_integers() {
