@@ -28,6 +28,8 @@ pub struct Gateway {
     pub bindings: Arc<crate::binding::Bindings>,
     /// The shared store (`[state] store = "redis"`), chosen at start.
     pub store: Option<Arc<crate::store::RedisStore>>,
+    /// TLS resumption keys and sessions (shared by every generation).
+    pub resumption: Arc<crate::tls::Resumption>,
 }
 
 /// A fresh generation number.

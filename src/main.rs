@@ -240,22 +240,43 @@ async fn serve(path: PathBuf) -> Result<(), String> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // Handlers first: a SIGTERM right after "ready" must drain, not kill the process.
+    let signals = Signals::install();
     let running = listener::start(config).await.map_err(|e| e.to_string())?;
-    wait_for_signals(&running).await;
+    signals.wait(&running).await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
 }
 
-/// SIGHUP reloads; SIGTERM or SIGINT returns (to shut down).
-async fn wait_for_signals(running: &listener::Running) {
+/// SIGTERM, SIGINT and SIGHUP, listened to from before the listeners are bound.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) {
+                (Ok(term), Ok(hup)) => Some((term, hup)),
+                _ => None,
+            };
+            Self { unix }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// SIGHUP reloads; SIGTERM or SIGINT returns (to shut down).
+    async fn wait(self, running: &listener::Running) {
+        #[cfg(unix)]
+        if let Some((mut term, mut hup)) = self.unix {
             loop {
                 tokio::select! {
                     _ = term.recv() => return,
@@ -269,6 +290,6 @@ async fn wait_for_signals(running: &listener::Running) {
                 }
             }
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -262,7 +262,13 @@ pub(crate) fn build(
             Upstream::new(spec.clone(), embedded).map_err(|e| format!("upstreams.{name}: {e}"))?;
         upstreams.insert(name.clone(), Arc::new(upstream));
     }
-    let tls = crate::tls::server_config(&config.server, ca_hints(&config))
+    let resumption = match previous {
+        Some(p) => p.resumption.clone(),
+        None => {
+            Arc::new(crate::tls::Resumption::new().map_err(|e| format!("TLS ticket keys: {e}"))?)
+        }
+    };
+    let tls = crate::tls::server_config(&config.server, ca_hints(&config), &resumption)
         .map_err(|e| format!("server TLS: {e}"))?;
     Ok((
         Gateway {
@@ -273,6 +279,7 @@ pub(crate) fn build(
             metrics: metrics.clone(),
             bindings,
             store,
+            resumption,
         },
         tls,
     ))

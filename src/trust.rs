@@ -454,11 +454,18 @@ mod tests {
     use super::*;
     use rustls_pki_types::pem::PemObject as _;
 
-    fn pki() -> (CertificateDer<'static>, CertificateDer<'static>, CertificateDer<'static>) {
+    fn pki() -> (
+        CertificateDer<'static>,
+        CertificateDer<'static>,
+        CertificateDer<'static>,
+    ) {
         let ca = crate::pki::Ca::new("trust test CA").unwrap();
         let other = crate::pki::Ca::new("another CA").unwrap();
         let leaf = ca
-            .issue(&crate::pki::client_params(&[(rcgen::DnType::CommonName, "c")], vec![]))
+            .issue(&crate::pki::client_params(
+                &[(rcgen::DnType::CommonName, "c")],
+                vec![],
+            ))
             .unwrap();
         let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         (der(&ca.pem.cert), der(&other.pem.cert), der(&leaf.cert))
@@ -478,7 +485,9 @@ mod tests {
         assert_eq!(generation.verified_chains(), 1);
         // Not past the chain's notAfter.
         let late = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();
-        assert!(late.trusted(&generation, 1, first.chain_expiry + 1).is_err());
+        assert!(late
+            .trusted(&generation, 1, first.chain_expiry + 1)
+            .is_err());
         // A new generation that no longer trusts the CA verifies again, and refuses.
         let next = ClientTrust::new(vec![other], vec![], vec![]).unwrap();
         let third = PeerCertificate::new(std::slice::from_ref(&leaf)).unwrap();

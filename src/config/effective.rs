@@ -92,6 +92,7 @@ fn server_and_limits(config: &Config, out: &mut Map<String, Value>) {
             "key": "(loaded; not shown)",
             "client_ca": s.client_trust.anchors.certs.iter().map(|c| cert(c.as_ref())).collect::<Vec<_>>(),
             "min_tls_version": if s.tls13_only { "1.3" } else { "1.2" },
+            "resumption": s.resumption,
         }),
     );
     out.insert(

@@ -97,6 +97,8 @@ pub struct Server {
     pub client_trust: Arc<ClientTrust>,
     /// TLS 1.3 only when true.
     pub tls13_only: bool,
+    /// `resumption`: TLS 1.3 tickets and TLS 1.2 session ids on the mTLS listener.
+    pub resumption: bool,
 }
 
 /// `[admin]`.

@@ -310,12 +310,6 @@ impl Cx {
                 return None;
             }
         };
-        if s.resumption == Some(true) {
-            self.problem(
-                "server.resumption",
-                "TLS session resumption is not supported by this version: remove the key or set it to false (every handshake is full)",
-            );
-        }
         let tls13_only = match s.min_tls_version.as_deref() {
             None | Some("1.2") => false,
             Some("1.3") => true,
@@ -334,6 +328,7 @@ impl Cx {
             key: key?,
             client_trust,
             tls13_only,
+            resumption: s.resumption == Some(true),
         })
     }
 

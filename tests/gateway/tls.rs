@@ -1,4 +1,5 @@
-//! The mTLS listener: protocol versions, ALPN, no session resumption, handshake timeout.
+//! The mTLS listener: protocol versions, ALPN, session resumption (off by default; when on,
+//! resumed sessions are verified per request like any other), handshake timeout.
 
 use std::sync::Arc;
 
@@ -26,8 +27,17 @@ async fn connect(
         .await
 }
 
-async fn token_over(mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
-    let body = form(PKI_CLIENT);
+async fn token_over(tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    token_for(tls, PKI_CLIENT).await
+}
+
+/// A token request for `client_id`; reading the answer to its end also takes the TLS 1.3
+/// tickets the server sent.
+async fn token_for(
+    mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    client_id: &str,
+) -> String {
+    let body = form(client_id);
     let request = format!(
         "POST /token HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -95,7 +105,7 @@ async fn alpn_offers_h2_and_http11() {
 }
 
 #[tokio::test]
-async fn sessions_are_never_resumed() {
+async fn without_server_resumption_sessions_are_never_resumed() {
     let h = Setup::new().start().await;
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         // One client config, so a resumable session would be offered on the second connection.
@@ -106,6 +116,66 @@ async fn sessions_are_never_resumed() {
             assert!(token_over(tls).await.starts_with("HTTP/1.1 200"));
         }
     }
+    h.stop().await;
+}
+
+/// A new connection with `config` (whose session cache offers what it holds): how the
+/// handshake went, and the status of a token request for `client_id` over it.
+async fn resumed_token(
+    h: &Harness,
+    config: &Arc<ClientConfig>,
+    client_id: &str,
+) -> (HandshakeKind, String) {
+    let tls = connect(h, config.clone()).await.unwrap();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
+    let answer = token_for(tls, client_id).await;
+    (kind, answer.get(9..12).unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn with_server_resumption_tls13_and_tls12_sessions_resume_and_still_authenticate() {
+    let h = Setup::new().server("resumption = true").start().await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = Arc::new(config(&[version], &[b"http/1.1"]));
+        assert_eq!(
+            resumed_token(&h, &config, PKI_CLIENT).await,
+            (HandshakeKind::Full, "200".into())
+        );
+        // The resumed session carries the certificate of its full handshake: it authenticates
+        // this client and no other.
+        assert_eq!(
+            resumed_token(&h, &config, PKI_CLIENT).await,
+            (HandshakeKind::Resumed, "200".into())
+        );
+        assert_eq!(
+            resumed_token(&h, &config, SELF_SIGNED_CLIENT).await,
+            (HandshakeKind::Resumed, "401".into())
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_distrusts_the_ca_refuses_requests_on_resumed_sessions() {
+    let h = Setup::new().server("resumption = true").start().await;
+    let config = Arc::new(config(&[&rustls::version::TLS13], &[b"http/1.1"]));
+    assert_eq!(
+        resumed_token(&h, &config, PKI_CLIENT).await,
+        (HandshakeKind::Full, "200".into())
+    );
+    // ca1, the client's issuer, leaves client_ca; the ticket keys survive the reload.
+    let toml = h.setup.toml().replace(
+        "client_ca = [\"ca1.pem\", \"ca2.pem\"]",
+        "client_ca = [\"ca2.pem\"]",
+    );
+    assert_ne!(toml, h.setup.toml());
+    h.setup.dir.write("gateway.toml", &toml);
+    h.running.as_ref().unwrap().reload().unwrap();
+    assert_eq!(
+        resumed_token(&h, &config, PKI_CLIENT).await,
+        (HandshakeKind::Resumed, "401".into()),
+        "trust is decided per request, resumed or not"
+    );
     h.stop().await;
 }
 
