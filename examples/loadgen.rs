@@ -8,11 +8,13 @@
 //!       connection per worker), idle (open CONCURRENCY connections, hold them SECONDS),
 //!       nagle1 / nagle2 (a new connection per request from a client that leaves Nagle on,
 //!       as `ab` and most legacy clients do, writing the request in one write / the head and
-//!       the body in two; HTTP/1.1 with `Connection: close`).
+//!       the body in two; HTTP/1.1 with `Connection: close`), resume (as newconn, with the
+//!       client's session cache on, as Java, .NET and curl have it: TLS 1.3 tickets resume
+//!       when the server issues them; `resumed` in the output counts the handshakes that did).
 //!       PIDS: comma-separated server process ids whose CPU time (utime+stime) is measured.
 //!       Prints one JSON line: requests, errors, rps, p50_ms, p99_ms, cpu_us_per_req, rss_kib.
 //!
-//! TLS: rustls with aws-lc-rs, X25519 only, no session resumption: every handshake is full.
+//! TLS: rustls with aws-lc-rs, X25519 only; no session resumption except in `resume`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -119,6 +121,9 @@ fn rss_kib(pids: &[u32]) -> u64 {
 
 type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// Handshakes that resumed a session (mode `resume`).
+static RESUMED: AtomicU64 = AtomicU64::new(0);
+
 async fn connect(config: &Arc<rustls::ClientConfig>, addr: &str) -> Result<Conn, String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -131,6 +136,9 @@ async fn connect(config: &Arc<rustls::ClientConfig>, addr: &str) -> Result<Conn,
         )
         .await
         .map_err(|e| e.to_string())?;
+    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        RESUMED.fetch_add(1, Ordering::Relaxed);
+    }
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
@@ -235,7 +243,11 @@ async fn run(args: &[String]) {
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).expect("key"))
         .expect("client auth");
-    config.resumption = rustls::client::Resumption::disabled();
+    config.resumption = if mode == "resume" {
+        rustls::client::Resumption::in_memory_sessions(256)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let config = Arc::new(config);
 
@@ -335,8 +347,9 @@ async fn run(args: &[String]) {
     // Ticks are 1/100 s (CLK_TCK).
     let cpu_us = (cpu_after.saturating_sub(cpu_before)) as f64 * 10_000.0;
     println!(
-        "{{\"mode\":\"{mode}\",\"concurrency\":{concurrency},\"requests\":{n},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"cpu_us_per_req\":{:.0},\"rss_kib\":{}}}",
+        "{{\"mode\":\"{mode}\",\"concurrency\":{concurrency},\"requests\":{n},\"errors\":{},\"resumed\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"cpu_us_per_req\":{:.0},\"rss_kib\":{}}}",
         errors.load(Ordering::Relaxed),
+        RESUMED.load(Ordering::Relaxed),
         n as f64 / elapsed,
         pct(0.50),
         pct(0.99),

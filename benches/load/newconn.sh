@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# New-connection cost, as BENCH.md asks for it: `ab -E` (OpenSSL, never resumes, a full mTLS
+# handshake per request) against the gateway (fresh RS256 assertion; reuse_assertion) and
+# nginx, ROUNDS rounds interleaved with the order alternating, the median of the per-round
+# ratios of server CPU per request reported. Then the resuming phase: the project's load
+# generator with its session cache on (`loadgen run resume`) against the gateway with
+# `server.resumption = true` + reuse_assertion, and nginx with its session cache and tickets on.
+#
+#   benches/load/newconn.sh        (ROUNDS=3 PHASE_SECONDS=10 CONCURRENCY=32)
+#
+# Server on core 0, load tool and upstream on core 1, loopback only; stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${ROUNDS:-3}
+PHASE=${PHASE_SECONDS:-10}
+C=${CONCURRENCY:-32}
+command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+command -v ab >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apache2-utils; }
+cargo build --release --locked --bin mtls-gateway --example loadgen
+GW=target/release/mtls-gateway
+LG=target/release/examples/loadgen
+
+work=$(mktemp -d /tmp/mtls-gateway-newconn.XXXXXX)
+started=()
+cleanup() {
+  for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+ticks() { local t=0; for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+
+"$GW" dev-pki --out "$work/pki" >/dev/null
+P=$work/pki
+cat "$P/client.pem" "$P/client-key.pem" > "$work/ab-client.pem"
+echo -n "grant_type=client_credentials&client_id=11111111-2222-3333-4444-555555555555&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default" > "$work/form"
+UPORT=$(free_port); PORT=$(free_port)
+taskset -c 1 "$LG" upstream "127.0.0.1:$UPORT" "$P/server.pem" "$P/server-key.pem" &
+started+=($!)
+wait_port "$UPORT"
+results=$work/results
+
+gateway() { # label: fresh | reuse | resume
+  local upstream="[upstreams.bench]
+type = \"generic\"
+token_endpoint = \"https://127.0.0.1:$UPORT/token\""
+  [ "$1" = fresh ] || upstream="[upstreams.bench]
+type = \"entra\"
+authority = \"https://127.0.0.1:$UPORT\"
+tenant = \"bench\"
+reuse_assertion = true"
+  cat > "$work/gateway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PORT"
+cert = "pki/server.pem"
+key = "pki/server-key.pem"
+client_ca = ["pki/ca.pem"]
+resumption = $([ "$1" = resume ] && echo true || echo false)
+[limits]
+header_read_timeout = "120s"
+max_connections = 20000
+max_connections_per_peer = 20000
+$upstream
+ca = ["pki/ca.pem"]
+[credentials.bench]
+cert = "pki/signing.pem"
+key = "pki/signing-key.pem"
+[[clients]]
+client_id = "11111111-2222-3333-4444-555555555555"
+upstream = "bench"
+credential = "bench"
+token_endpoint_auth_method = "tls_client_auth"
+tls_client_auth_subject_dn = "CN=legacy-client,O=mtls-gateway dev"
+TOML
+  TOKIO_WORKER_THREADS=1 taskset -c 0 "$GW" --log-level error serve -c "$work/gateway.toml" &
+  server_pid=$!; started+=($server_pid); server_pids=$server_pid
+  wait_port "$PORT"
+}
+
+nginx_up() { # resume: session cache and tickets on
+  local cache="ssl_session_cache off; ssl_session_tickets off;"
+  [ "${1:-}" = resume ] && cache="ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream idp { server 127.0.0.1:$UPORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT ssl;
+    ssl_certificate $P/server.pem;
+    ssl_certificate_key $P/server-key.pem;
+    ssl_client_certificate $P/ca.pem;
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $cache
+    location / {
+      proxy_pass https://idp;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_trusted_certificate $P/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+NGINX
+  taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off; user root;' &
+  server_pid=$!; started+=($server_pid)
+  wait_port "$PORT"
+  server_pids="$server_pid,$(pgrep -P "$server_pid" | paste -sd, -)"
+}
+
+stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
+
+ab_phase() { # system label round
+  local before after out n failed
+  before=$(ticks "$server_pids")
+  out=$(taskset -c 1 ab -q -E "$work/ab-client.pem" -t "$PHASE" -n 10000000 -c "$C" -p "$work/form" \
+        -T application/x-www-form-urlencoded "https://127.0.0.1:$PORT/token" 2>&1) || true
+  after=$(ticks "$server_pids")
+  n=$(echo "$out" | awk '/^Complete requests/ {print $3}')
+  failed=$(echo "$out" | awk '/^Failed requests/ {print $3}')
+  local non2xx; non2xx=$(echo "$out" | awk '/^Non-2xx responses/ {print $3}')
+  local us=$(( (after - before) * 10000 / (n > 0 ? n : 1) ))
+  echo "$1 $2 $3 $us ${n:-0} ${failed:-0} ${non2xx:-0}" >> "$results"
+  echo "  round $3 $1 $2 (ab): $us µs CPU/request, $n requests, failed ${failed:-0}, non-2xx ${non2xx:-0}"
+}
+
+lg_phase() { # system label round
+  local out
+  out=$(taskset -c 1 "$LG" run resume "https://127.0.0.1:$PORT/token" "$P/ca.pem" "$P/client.pem" "$P/client-key.pem" "$PHASE" "$C" "$server_pids")
+  local us n errors resumed
+  us=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_us_per_req"])')
+  n=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+  errors=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["errors"])')
+  resumed=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["resumed"])')
+  echo "$1 $2 $3 $us $n $errors 0" >> "$results"
+  echo "  round $3 $1 $2 (loadgen resume): $us µs CPU/request, $n requests ($resumed resumed), errors $errors"
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "== round $r"
+  if (( r % 2 )); then order="nginx fresh reuse"; else order="reuse fresh nginx"; fi
+  for s in $order; do
+    case $s in
+      nginx) nginx_up; ab_phase nginx newconn "$r"; stop_server ;;
+      *) gateway "$s"; ab_phase gateway "$s" "$r"; stop_server ;;
+    esac
+  done
+  if (( r % 2 )); then order="nginx gateway"; else order="gateway nginx"; fi
+  for s in $order; do
+    case $s in
+      nginx) nginx_up resume; lg_phase nginx resume "$r"; stop_server ;;
+      gateway) gateway resume; lg_phase gateway resume "$r"; stop_server ;;
+    esac
+  done
+done
+
+python3 - "$results" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1])]
+cpu = {(s, l, int(r)): int(us) for s, l, r, us, *_ in rows}
+bad = sum(int(f) + int(x) for *_, f, x in rows)
+rounds = sorted({k[2] for k in cpu})
+print("\n| phase | gateway µs/req (median) | nginx µs/req (median) | median of per-round ratios | target |")
+print("| --- | --- | --- | --- | --- |")
+for label, ref, target in (("fresh", "newconn", "≤ 0.75 ×"), ("reuse", "newconn", "≤ 0.45 ×"), ("resume", "resume", "≤ 0.6 ×")):
+    ratios = [cpu[("gateway", label, r)] / cpu[("nginx", ref, r)] for r in rounds if ("gateway", label, r) in cpu and ("nginx", ref, r) in cpu and cpu[("nginx", ref, r)]]
+    g = statistics.median(cpu[("gateway", label, r)] for r in rounds)
+    n = statistics.median(cpu[("nginx", ref, r)] for r in rounds)
+    print(f"| newconn {label} | {g:.0f} | {n:.0f} | {statistics.median(ratios):.2f} × ({', '.join(f'{x:.2f}' for x in ratios)}) | {target} |")
+print(f"\nfailed or non-2xx requests: {bad}")
+PY
