@@ -459,6 +459,15 @@ impl Signer {
                     }
                 }
             }
+            // On a current-thread runtime (one CPU) the blocking pool would only share that
+            // CPU and add a thread hand-off per signature: a local key signs in place there.
+            Backend::Local(_)
+                if tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+                }) =>
+            {
+                self.sign_at(client_id, aud, now).map_err(|_| fail)
+            }
             Backend::Local(_) | Backend::Pkcs11(_) => {
                 let signer = self.clone();
                 let (client_id, aud) = (client_id.to_string(), aud.to_string());
