@@ -388,41 +388,29 @@ impl Idp {
             [tenant, "oauth2", "v2.0", "token"] | [tenant, "oauth2", "token"] => {
                 let v1 = segments.len() == 3;
                 let tenant = tenant.to_string();
-                if req.method() != Method::POST {
-                    let e = AadError::new(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "invalid_request",
-                        900561,
-                        "The endpoint only accepts POST requests.",
-                    );
-                    return json_response(e.status, self.error_body(&e));
-                }
-                let form_type = req
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| {
-                        v.to_ascii_lowercase()
-                            .starts_with("application/x-www-form-urlencoded")
-                    });
-                if !form_type {
-                    let e = AadError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        900144,
-                        "The request body must contain the following parameter: 'grant_type'.",
-                    );
-                    return json_response(e.status, self.error_body(&e));
-                }
-                let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => {
-                        let e = AadError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_request",
-                            900144,
-                            "The request body could not be read.",
-                        );
+                let body = match form_body(req).await {
+                    Ok(body) => body,
+                    Err(refusal) => {
+                        let e = match refusal {
+                            BodyRefusal::Method => AadError::new(
+                                StatusCode::METHOD_NOT_ALLOWED,
+                                "invalid_request",
+                                900561,
+                                "The endpoint only accepts POST requests.",
+                            ),
+                            BodyRefusal::ContentType => AadError::new(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_request",
+                                900144,
+                                "The request body must contain the following parameter: 'grant_type'.",
+                            ),
+                            BodyRefusal::Unreadable => AadError::new(
+                                StatusCode::BAD_REQUEST,
+                                "invalid_request",
+                                900144,
+                                "The request body could not be read.",
+                            ),
+                        };
                         return json_response(e.status, self.error_body(&e));
                     }
                 };
@@ -446,6 +434,40 @@ impl Idp {
 }
 
 pub use crate::encoding::timestamp;
+
+/// Why a token request's body was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Not a POST.
+    Method,
+    /// Not `application/x-www-form-urlencoded`.
+    ContentType,
+    /// Over 1 MiB, or the connection failed.
+    Unreadable,
+}
+
+/// The form body of a token request (every profile): POST, the form content type, ≤ 1 MiB.
+pub async fn form_body(req: Request<Incoming>) -> Result<Bytes, BodyRefusal> {
+    if req.method() != Method::POST {
+        return Err(BodyRefusal::Method);
+    }
+    let form_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(BodyRefusal::ContentType);
+    }
+    Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|_| BodyRefusal::Unreadable)
+}
 
 /// A fresh in-memory TLS identity for the provider: a throwaway CA and a leaf for `addr`
 /// (plus localhost, 127.0.0.1 and ::1). Returns the CA to trust and the server config.

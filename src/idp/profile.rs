@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
@@ -336,30 +336,25 @@ pub async fn handle(idp: &Arc<Idp>, req: Request<Incoming>) -> Response<Full<Byt
         .unwrap_or_default()
         .to_string();
     if path == idp.profile.token_path(&idp.tenant) {
-        if req.method() != Method::POST {
-            return refusal(&OAuthError {
-                status: StatusCode::METHOD_NOT_ALLOWED,
-                error: "invalid_request",
-                description: "POST only.".into(),
-            });
-        }
-        let form_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.to_ascii_lowercase()
-                    .starts_with("application/x-www-form-urlencoded")
-            });
-        if !form_type {
-            return refusal(&request(
-                "The body must be application/x-www-form-urlencoded.",
-            ));
-        }
-        let Ok(body) = Limited::new(req.into_body(), 1 << 20).collect().await else {
-            return refusal(&request("The request body could not be read."));
+        let body = match super::form_body(req).await {
+            Ok(body) => body,
+            Err(super::BodyRefusal::Method) => {
+                return refusal(&OAuthError {
+                    status: StatusCode::METHOD_NOT_ALLOWED,
+                    error: "invalid_request",
+                    description: "POST only.".into(),
+                })
+            }
+            Err(super::BodyRefusal::ContentType) => {
+                return refusal(&request(
+                    "The body must be application/x-www-form-urlencoded.",
+                ))
+            }
+            Err(super::BodyRefusal::Unreadable) => {
+                return refusal(&request("The request body could not be read."))
+            }
         };
-        return match idp.profile_token(&body.to_bytes()) {
+        return match idp.profile_token(&body) {
             Ok(v) => json_response(StatusCode::OK, &v),
             Err(e) => refusal(&e),
         };

@@ -74,31 +74,28 @@ fn credential(cert: &str, extra: &str) -> String {
     format!("[credentials.dev]\ncert = \"{cert}.pem\"\nkey = \"{cert}-key.pem\"\n{extra}\n")
 }
 
-async fn token_through(
-    idp: &ProfileIdp,
+/// One token request of the PKI client through a provider in `profile` trusting `keys`
+/// (client, credential file, kid), reached as a generic upstream with `upstream_extra`, the
+/// gateway signing with `cred`. Returns the answer and the provider's authority.
+async fn through(
+    profile: IdpProfile,
+    keys: &[(&str, &str, Option<&str>)],
     upstream_extra: &str,
     cred: String,
-    dir: TestDir,
-) -> (mtls_gateway::client::Answer, Harness) {
+) -> (mtls_gateway::client::Answer, String) {
+    let dir = TestDir::new();
+    let idp = ProfileIdp::start(profile, keys, &dir).await;
     let mut setup = Setup::new().only_clients(&pki_client_with(""));
     setup.dir = dir;
     setup.upstream = idp.upstream(upstream_extra);
     setup.credential = cred;
     let h = setup.start().await;
     let answer = h.token(Some("client"), &form(PKI_CLIENT)).await;
-    (answer, h)
+    h.stop().await;
+    (answer, idp.authority.clone())
 }
 
-#[tokio::test]
-async fn okta_takes_a_token_request_whose_assertion_names_the_key_by_kid() {
-    let dir = TestDir::new();
-    let idp = ProfileIdp::start(
-        IdpProfile::Okta,
-        &[(PKI_CLIENT, "signing", Some("key-A"))],
-        &dir,
-    )
-    .await;
-    let (answer, h) = token_through(&idp, "", credential("signing", "kid = \"key-A\""), dir).await;
+fn assert_ok(answer: &mtls_gateway::client::Answer) {
     assert_eq!(
         answer.status,
         200,
@@ -106,11 +103,24 @@ async fn okta_takes_a_token_request_whose_assertion_names_the_key_by_kid() {
         String::from_utf8_lossy(&answer.body)
     );
     assert_eq!(answer.json()["token_type"], "Bearer");
-    h.stop().await;
+}
+
+#[tokio::test]
+async fn okta_takes_a_token_request_whose_assertion_names_the_key_by_kid() {
+    let keys = [(PKI_CLIENT, "signing", Some("key-A"))];
+    let (answer, _) = through(
+        IdpProfile::Okta,
+        &keys,
+        "",
+        credential("signing", "kid = \"key-A\""),
+    )
+    .await;
+    assert_ok(&answer);
 }
 
 #[tokio::test]
 async fn okta_refuses_a_wrong_or_missing_kid_and_the_refusal_passes_through_unchanged() {
+    let keys = [(PKI_CLIENT, "signing", Some("key-A"))];
     for (kid, expected) in [
         (
             "kid = \"key-B\"",
@@ -121,112 +131,48 @@ async fn okta_refuses_a_wrong_or_missing_kid_and_the_refusal_passes_through_unch
             "The client assertion's header has no kid; this client's keys are selected by kid.",
         ),
     ] {
-        let dir = TestDir::new();
-        let idp = ProfileIdp::start(
-            IdpProfile::Okta,
-            &[(PKI_CLIENT, "signing", Some("key-A"))],
-            &dir,
-        )
-        .await;
-        let (answer, h) = token_through(&idp, "", credential("signing", kid), dir).await;
+        let (answer, _) = through(IdpProfile::Okta, &keys, "", credential("signing", kid)).await;
         assert_eq!(answer.status, 401);
         assert_eq!(answer.header("content-type"), Some("application/json"));
         // Byte for byte the provider's body.
-        let expected_body =
-            serde_json::json!({"error": "invalid_client", "error_description": expected})
-                .to_string();
-        assert_eq!(String::from_utf8_lossy(&answer.body), expected_body);
-        h.stop().await;
+        let body = serde_json::json!({"error": "invalid_client", "error_description": expected});
+        assert_eq!(String::from_utf8_lossy(&answer.body), body.to_string());
     }
 }
 
 #[tokio::test]
 async fn auth0_wants_aud_to_be_its_issuer_with_the_trailing_slash() {
-    let dir = TestDir::new();
-    let idp = ProfileIdp::start(
+    let keys = [(PKI_CLIENT, "signing", Some("k1"))];
+    let cred = || credential("signing", "kid = \"k1\"");
+    let (answer, _) = through(
         IdpProfile::Auth0,
-        &[(PKI_CLIENT, "signing", Some("k1"))],
-        &dir,
-    )
-    .await;
-    let issuer = format!("{}/", idp.authority);
-    let (answer, h) = token_through(
-        &idp,
+        &keys,
         "assertion_audience = \"issuer\"",
-        credential("signing", "kid = \"k1\""),
-        dir,
+        cred(),
     )
     .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    h.stop().await;
+    assert_ok(&answer);
     // The token endpoint as aud (the default) is refused by this provider, passed through.
-    let dir = TestDir::new();
-    let idp = ProfileIdp::start(
-        IdpProfile::Auth0,
-        &[(PKI_CLIENT, "signing", Some("k1"))],
-        &dir,
-    )
-    .await;
-    let (answer, h) = token_through(&idp, "", credential("signing", "kid = \"k1\""), dir).await;
+    let (answer, authority) = through(IdpProfile::Auth0, &keys, "", cred()).await;
     assert_eq!(answer.status, 401);
     let body = answer.json();
     assert_eq!(body["error"], "invalid_client");
     let description = body["error_description"].as_str().unwrap();
-    assert!(
-        description.starts_with(&format!(
-            "The client assertion's aud '{}/oauth/token' is not {}/.",
-            idp.authority, idp.authority
-        )),
-        "{description} (issuer {issuer})"
+    assert_eq!(
+        description,
+        format!("The client assertion's aud '{authority}/oauth/token' is not {authority}/.")
     );
-    h.stop().await;
 }
 
 #[tokio::test]
 async fn es256_credentials_get_tokens_from_a_generic_provider() {
-    let dir = TestDir::new();
     // The test client certificate holds a P-256 key: here it is a signing credential.
-    let idp = ProfileIdp::start(
-        IdpProfile::Keycloak,
-        &[(PKI_CLIENT, "via-intermediate-leaf", None)],
-        &dir,
-    )
-    .await;
-    let (answer, h) = token_through(
-        &idp,
-        "",
-        credential("via-intermediate-leaf", "alg = \"ES256\""),
-        dir,
-    )
-    .await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    h.stop().await;
+    let keys = [(PKI_CLIENT, "via-intermediate-leaf", None)];
+    let cred = credential("via-intermediate-leaf", "alg = \"ES256\"");
+    assert_ok(&through(IdpProfile::Keycloak, &keys, "", cred).await.0);
     // Without alg the key decides: P-256 signs ES256.
-    let dir = TestDir::new();
-    let idp = ProfileIdp::start(
-        IdpProfile::Generic,
-        &[(PKI_CLIENT, "via-intermediate-leaf", None)],
-        &dir,
-    )
-    .await;
-    let (answer, h) = token_through(&idp, "", credential("via-intermediate-leaf", ""), dir).await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    h.stop().await;
+    let cred = credential("via-intermediate-leaf", "");
+    assert_ok(&through(IdpProfile::Generic, &keys, "", cred).await.0);
 }
 
 fn decoded(jwt: &str) -> (Value, Value) {
