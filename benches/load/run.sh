@@ -17,23 +17,9 @@ IDLE=${IDLE_CONNECTIONS:-10000}
 # 10,000 idle connections need more descriptors than the usual soft limit.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-command -v nginx >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
-command -v taskset >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux; }
-cargo build --release --locked --bin mtls-gateway --example loadgen
-GW=target/release/mtls-gateway
-LG=target/release/examples/loadgen
-
-work=$(mktemp -d /tmp/mtls-gateway-bench.XXXXXX)
-started=()
-cleanup() {
-  for p in "${started[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+BENCH_NAME=bench
+# shellcheck source=common.sh
+. benches/load/common.sh
 
 "$GW" dev-pki --out "$work/pki" >/dev/null
 P=$work/pki

@@ -597,7 +597,8 @@ mod tests {
     use super::*;
     use rustls_pki_types::pem::PemObject as _;
 
-    fn signer() -> Signer {
+    /// An RS256 signer with a fresh RSA-2048 credential.
+    pub(super) fn signer() -> Signer {
         let pem = crate::pki::signing_credential("test").unwrap();
         let cert = CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap();
         let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();

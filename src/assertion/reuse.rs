@@ -100,16 +100,7 @@ impl AssertionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assertion::Alg;
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-    fn signer() -> Signer {
-        let pem = crate::pki::signing_credential("test").unwrap();
-        let cert = CertificateDer::from_pem_slice(pem.cert.as_bytes()).unwrap();
-        let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).unwrap();
-        Signer::new(cert, &key, Alg::Rs256).unwrap()
-    }
+    use crate::assertion::tests::signer;
 
     #[test]
     fn a_reused_assertion_is_resigned_60_seconds_before_exp() {
