@@ -175,6 +175,16 @@ async fn es256_credentials_get_tokens_from_a_generic_provider() {
     assert_ok(&through(IdpProfile::Generic, &keys, "", cred).await.0);
 }
 
+#[tokio::test]
+async fn ping_and_forgerock_take_an_x5c_assertion_on_their_token_paths() {
+    // The certificate file holds leaf and intermediate; x5c carries both.
+    let keys = [(PKI_CLIENT, "via-intermediate-leaf", None)];
+    for profile in [IdpProfile::Ping, IdpProfile::ForgeRock] {
+        let cred = "[credentials.dev]\ncert = \"via-intermediate-chain.pem\"\nkey = \"via-intermediate-chain-key.pem\"\nx5c = true\n";
+        assert_ok(&through(profile, &keys, "", cred.into()).await.0);
+    }
+}
+
 fn decoded(jwt: &str) -> (Value, Value) {
     let mut parts = jwt.split('.');
     let mut part =
