@@ -84,7 +84,8 @@ pub struct Upstream {
     client: HttpClient,
     /// The discovery document and when it was fetched; held across a fetch, so concurrent
     /// requests after expiry make one upstream call.
-    metadata: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    /// The discovery document when fetched, and its `issuer` read once.
+    metadata: tokio::sync::Mutex<Option<(Instant, Bytes, Option<Arc<str>>)>>,
     /// The signing keys and when they were fetched; held across a fetch.
     jwks: tokio::sync::Mutex<Option<(Instant, Arc<TokenKeys>)>>,
 }
@@ -212,32 +213,39 @@ impl Upstream {
     }
 
     /// The `aud` of an assertion posted to `url` (`assertion_audience`): the URL itself, the
-    /// metadata document's `issuer` exactly as written, or the configured URL.
-    pub async fn assertion_audience(&self, url: &str) -> Result<String, UpstreamFailure> {
+    /// metadata document's `issuer` exactly as written, or the configured URL. Borrowed but for
+    /// the issuer, which is read once per metadata fetch.
+    pub async fn assertion_audience<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> Result<std::borrow::Cow<'a, str>, UpstreamFailure> {
+        use std::borrow::Cow;
         match &self.spec.audience {
-            crate::config::AssertionAudience::TokenEndpoint => Ok(url.to_string()),
-            crate::config::AssertionAudience::Exact(aud) => Ok(aud.clone()),
+            crate::config::AssertionAudience::TokenEndpoint => Ok(Cow::Borrowed(url)),
+            crate::config::AssertionAudience::Exact(aud) => Ok(Cow::Borrowed(aud)),
             crate::config::AssertionAudience::Issuer => {
-                let doc = self.metadata().await?;
-                serde_json::from_slice::<serde_json::Value>(&doc)
-                    .ok()
-                    .and_then(|d| d.get("issuer").and_then(|i| i.as_str()).map(str::to_string))
-                    .ok_or_else(|| {
-                        UpstreamFailure::Unavailable(
-                            "the metadata document has no issuer (assertion_audience = \"issuer\")"
-                                .into(),
-                        )
-                    })
+                let (_, issuer) = self.metadata_and_issuer().await?;
+                issuer.map(|i| Cow::Owned(i.to_string())).ok_or_else(|| {
+                    UpstreamFailure::Unavailable(
+                        "the metadata document has no issuer (assertion_audience = \"issuer\")"
+                            .into(),
+                    )
+                })
             }
         }
     }
 
     /// The discovery document, from memory when fetched less than 10 minutes ago.
     pub async fn metadata(&self) -> Result<Bytes, UpstreamFailure> {
+        self.metadata_and_issuer().await.map(|(doc, _)| doc)
+    }
+
+    /// The discovery document and its `issuer` string, parsed once per fetch.
+    async fn metadata_and_issuer(&self) -> Result<(Bytes, Option<Arc<str>>), UpstreamFailure> {
         let mut cached = self.metadata.lock().await;
-        if let Some((at, doc)) = cached.as_ref() {
+        if let Some((at, doc, issuer)) = cached.as_ref() {
             if at.elapsed() < METADATA_TTL {
-                return Ok(doc.clone());
+                return Ok((doc.clone(), issuer.clone()));
             }
         }
         let url = self
@@ -251,8 +259,11 @@ impl Upstream {
                 response.status
             )));
         }
-        *cached = Some((Instant::now(), response.body.clone()));
-        Ok(response.body)
+        let issuer = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|d| d.get("issuer").and_then(|i| i.as_str()).map(Arc::from));
+        *cached = Some((Instant::now(), response.body.clone(), issuer.clone()));
+        Ok((response.body, issuer))
     }
 
     /// The token signing keys and issuer: from memory while younger than [`JWKS_TTL`] and
