@@ -27,6 +27,19 @@ pub enum PublicJwk {
     },
 }
 
+/// The named curve of an EC public key (dotted OID; empty when there is none).
+pub fn curve_oid(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String {
+    spki.algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string())
+        .unwrap_or_default()
+}
+
+/// The OID of P-256 (prime256v1).
+pub const P256: &str = "1.2.840.10045.3.1.7";
+
 fn strip_zeros(b: &[u8]) -> Vec<u8> {
     let first = b
         .iter()
@@ -52,15 +65,9 @@ impl PublicJwk {
                 e: strip_zeros(rsa.exponent),
             }),
             PublicKey::EC(point) => {
-                let curve = spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .map(|o| o.to_id_string())
-                    .unwrap_or_default();
+                let curve = curve_oid(spki);
                 let (crv, size) = match curve.as_str() {
-                    "1.2.840.10045.3.1.7" => ("P-256", 32),
+                    P256 => ("P-256", 32),
                     "1.3.132.0.34" => ("P-384", 48),
                     "1.3.132.0.35" => ("P-521", 66),
                     other => return Err(format!("an EC key on curve {other}, not P-256/384/521")),

@@ -65,15 +65,8 @@ pub(super) fn ec_key(
     key: &PrivateKeyDer<'_>,
     cert: &x509_parser::certificate::X509Certificate<'_>,
 ) -> Result<EcdsaKeyPair, SignerError> {
-    let curve = cert
-        .public_key()
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string())
-        .unwrap_or_default();
-    if curve != "1.2.840.10045.3.1.7" {
+    let curve = crate::jwk::curve_oid(cert.public_key());
+    if curve != crate::jwk::P256 {
         return Err(SignerError::KeyAlg(format!(
             "ES256 needs a P-256 key; the certificate's curve is {curve}"
         )));

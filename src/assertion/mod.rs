@@ -224,8 +224,19 @@ impl Signer {
             return Err(SignerError::Mismatch);
         }
         let not_after = parsed.validity().not_after.timestamp();
+        Self::certified(Backend::Local(local), cert, alg, not_after)
+    }
+
+    /// A signer of `backend` for certificate `cert` (expiring at `not_after`): the header
+    /// without `kid` or `x5c` ([`Self::with_header`] sets those), the chain the leaf alone.
+    fn certified(
+        backend: Backend,
+        cert: CertificateDer<'static>,
+        alg: Alg,
+        not_after: i64,
+    ) -> Result<Self, SignerError> {
         Ok(Self {
-            backend: Backend::Local(local),
+            backend,
             alg,
             rng: SystemRandom::new(),
             header_b64: header_b64(&cert, alg, None, None)?,
@@ -238,6 +249,13 @@ impl Signer {
             kid: None,
             x5c: false,
         })
+    }
+
+    /// notAfter of a credential certificate.
+    fn not_after_of(cert: &CertificateDer<'_>) -> Result<i64, SignerError> {
+        x509_parser::parse_x509_certificate(cert.as_ref())
+            .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+            .map_err(|e| SignerError::BadCertificate(e.to_string()))
     }
 
     /// Sets the header options of `[credentials.NAME]`: `kid`, the certificate file's whole
@@ -289,23 +307,8 @@ impl Signer {
         alg: Alg,
     ) -> Result<Self, SignerError> {
         remote_alg(alg)?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
-        let not_after = parsed.validity().not_after.timestamp();
-        let signer = Self {
-            backend: Backend::Pkcs11(key),
-            alg,
-            rng: SystemRandom::new(),
-            header_b64: header_b64(&cert, alg, None, None)?,
-            x5t: identity::x5t(cert.as_ref()),
-            x5t_s256: identity::x5t_s256(cert.as_ref()),
-            chain: vec![cert.clone()],
-            cert,
-            not_after,
-            name: String::new(),
-            kid: None,
-            x5c: false,
-        };
+        let not_after = Self::not_after_of(&cert)?;
+        let signer = Self::certified(Backend::Pkcs11(key), cert, alg, not_after)?;
         let probe = signer
             .sign_at("mtls-gateway-check", "https://check.invalid/token", 0)
             .map_err(|_| SignerError::Remote("the test signature failed".into()))?;
@@ -323,23 +326,8 @@ impl Signer {
         alg: Alg,
     ) -> Result<Self, SignerError> {
         remote_alg(alg)?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-            .map_err(|e| SignerError::BadCertificate(e.to_string()))?;
-        let not_after = parsed.validity().not_after.timestamp();
-        Ok(Self {
-            backend: Backend::Vault(Box::new(key)),
-            alg,
-            rng: SystemRandom::new(),
-            header_b64: header_b64(&cert, alg, None, None)?,
-            x5t: identity::x5t(cert.as_ref()),
-            x5t_s256: identity::x5t_s256(cert.as_ref()),
-            chain: vec![cert.clone()],
-            cert,
-            not_after,
-            name: String::new(),
-            kid: None,
-            x5c: false,
-        })
+        let not_after = Self::not_after_of(&cert)?;
+        Self::certified(Backend::Vault(Box::new(key)), cert, alg, not_after)
     }
 
     /// Signs one test assertion and verifies it against the certificate (what `check` does

@@ -37,7 +37,7 @@ impl Cx {
             }
         }
         let (kid, x5c) = (c.kid.clone(), c.x5c.unwrap_or(false));
-        let signer = if c.key_vault.is_some() {
+        let (signer, chain) = if c.key_vault.is_some() {
             self.vault_credential(&key, c, alg, env)
         } else if c.pkcs11.is_some() {
             self.pkcs11_credential(&key, c, alg, env)
@@ -50,7 +50,6 @@ impl Cx {
         } else {
             self.file_credential(&key, c, explicit, env)
         }?;
-        let chain = signer.chain.clone();
         match signer.with_header(kid, chain, x5c) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -61,14 +60,14 @@ impl Cx {
     }
 
     /// A key file (cert and key) or a PKCS#12 file; without `alg`, the key decides: RS256
-    /// for RSA, ES256 for P-256.
+    /// for RSA, ES256 for P-256. With the certificate file's chain (PKCS#12: the leaf).
     fn file_credential(
         &mut self,
         key: &str,
         c: RawCredential,
         explicit: Option<Alg>,
         env: &dyn Env,
-    ) -> Option<Signer> {
+    ) -> Option<(Signer, Vec<CertificateDer<'static>>)> {
         let mut chain = Vec::new();
         let (cert, private_key) = match (c.cert, c.key, c.pkcs12) {
             (Some(cert), Some(k), None) => {
@@ -123,12 +122,7 @@ impl Cx {
             }
         });
         match Signer::new(cert, &private_key, alg) {
-            Ok(mut s) => {
-                if !chain.is_empty() {
-                    s.chain = chain;
-                }
-                Some(s)
-            }
+            Ok(s) => Some((s, chain)),
             Err(e) => {
                 self.problem(key, e);
                 None
@@ -142,7 +136,7 @@ impl Cx {
         c: RawCredential,
         alg: Alg,
         env: &dyn Env,
-    ) -> Option<Signer> {
+    ) -> Option<(Signer, Vec<CertificateDer<'static>>)> {
         let p = c.pkcs11.as_ref()?;
         let Some(cert_path) = c
             .cert
@@ -165,10 +159,7 @@ impl Cx {
             .map_err(crate::assertion::SignerError::Remote)
             .and_then(|hsm| Signer::pkcs11(leaf, hsm, alg));
         match opened {
-            Ok(mut s) => {
-                s.chain = chain;
-                Some(s)
-            }
+            Ok(s) => Some((s, chain)),
             Err(e) => {
                 self.problem(&format!("{key}.pkcs11"), e);
                 None
@@ -200,7 +191,7 @@ impl Cx {
         c: RawCredential,
         alg: Alg,
         env: &dyn Env,
-    ) -> Option<Signer> {
+    ) -> Option<(Signer, Vec<CertificateDer<'static>>)> {
         use crate::keyvault::{VaultIdentity, VaultKey, VaultSettings, DEFAULT_IMDS};
         let v = c.key_vault.as_ref()?;
         let vkey = format!("{key}.key_vault");
@@ -272,10 +263,7 @@ impl Cx {
             .map_err(crate::assertion::SignerError::Remote)
             .and_then(|vault| Signer::vault(leaf, vault, alg));
         match made {
-            Ok(mut s) => {
-                s.chain = chain;
-                Some(s)
-            }
+            Ok(s) => Some((s, chain)),
             Err(e) => {
                 self.problem(&vkey, e);
                 None
