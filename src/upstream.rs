@@ -73,6 +73,9 @@ pub enum UpstreamFailure {
     Timeout(Duration),
 }
 
+/// A discovery document as fetched (when), and its `issuer`.
+type Fetched = (Instant, Bytes, Option<Arc<str>>);
+
 /// A live upstream: URLs plus a connection pool.
 pub struct Upstream {
     /// The validated settings.
@@ -85,7 +88,7 @@ pub struct Upstream {
     /// The discovery document and when it was fetched; held across a fetch, so concurrent
     /// requests after expiry make one upstream call.
     /// The discovery document when fetched, and its `issuer` read once.
-    metadata: tokio::sync::Mutex<Option<(Instant, Bytes, Option<Arc<str>>)>>,
+    metadata: tokio::sync::Mutex<Option<Fetched>>,
     /// The signing keys and when they were fetched; held across a fetch.
     jwks: tokio::sync::Mutex<Option<(Instant, Arc<TokenKeys>)>>,
 }
