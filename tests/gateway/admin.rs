@@ -159,3 +159,26 @@ async fn config_shows_the_effective_configuration_with_every_secret_redacted() {
 fn setup_file(config: &std::path::Path, name: &str) -> std::path::PathBuf {
     config.parent().unwrap().join(name)
 }
+
+#[tokio::test]
+async fn admin_endpoints_answer_get_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Setup::new().start().await;
+    let addr = h.running.as_ref().unwrap().admin_addr.unwrap();
+    for path in ["/metrics", "/config", "/version"] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("POST {path} HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 405"), "{path}: {text}");
+    }
+    assert_eq!(http_get(&h.admin_url("/nothing")).await.0, 404);
+    h.stop().await;
+}
