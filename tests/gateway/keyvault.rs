@@ -67,18 +67,8 @@ async fn with_an_entra_upstream_ten_requests_cost_one_signature() {
         .credential(&format!("[credentials.dev]\ncert = \"signing.pem\"\n{}\n", vault.credential("")))
         .only_clients(&pki_client_with(""));
     let h = setup.start().await;
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let url = h.url("/token");
-        tasks.push(tokio::spawn(async move {
-            client_for(Some("client"), false)
-                .post_form(&url, &form(PKI_CLIENT))
-                .await
-                .unwrap()
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap().status, 200);
+    for answer in tokens_at_once(&[h.url("/token")], 10).await {
+        assert_eq!(answer.status, 200);
     }
     assert_eq!(upstream.forms().len(), 10);
     let signatures = vault.state.signatures.load(Ordering::SeqCst);

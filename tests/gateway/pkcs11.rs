@@ -99,18 +99,7 @@ async fn rs256_and_ps256_assertions_signed_in_softhsm_get_tokens_under_concurren
     );
     let addr = served.addr("mTLS listener ready");
     let url = format!("https://localhost:{}/token", addr.port());
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            client_for(Some("client"), false)
-                .post_form(&url, &form(PKI_CLIENT))
-                .await
-                .unwrap()
-        }));
-    }
-    for t in tasks {
-        let answer = t.await.unwrap();
+    for answer in tokens_at_once(&[url.clone()], 20).await {
         assert_eq!(
             answer.status,
             200,

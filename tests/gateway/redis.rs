@@ -214,19 +214,7 @@ async fn twenty_concurrent_identical_requests_across_replicas_make_one_upstream_
     let config = setup.write();
     let a = Replica::start(&config, false);
     let b = Replica::start(&config, false);
-    let (ua, ub) = (a.url(), b.url());
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let url = if i % 2 == 0 { ua.clone() } else { ub.clone() };
-        tasks.push(tokio::spawn(async move {
-            client_for(Some("client"), false)
-                .post_form(&url, &form(PKI_CLIENT))
-                .await
-                .unwrap()
-        }));
-    }
-    for t in tasks {
-        let answer = t.await.unwrap();
+    for answer in tokens_at_once(&[a.url(), b.url()], 20).await {
         assert_eq!(
             answer.status,
             200,

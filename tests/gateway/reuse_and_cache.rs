@@ -169,19 +169,8 @@ async fn another_certificate_of_the_same_client_is_not_a_hit() {
 async fn fifty_concurrent_misses_make_one_upstream_call() {
     let body = r#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2xvdw"}"#;
     let (h, upstream) = cached(Behaviour::Delayed(300, 200, body.into())).await;
-    let url = h.url("/token");
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let url = url.clone();
-        tasks.push(tokio::spawn(async move {
-            client_for(Some("client"), false)
-                .post_form(&url, &form(PKI_CLIENT))
-                .await
-                .map(|a| a.status.as_u16())
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), Ok(200));
+    for answer in tokens_at_once(&[h.url("/token")], 50).await {
+        assert_eq!(answer.status, 200);
     }
     assert_eq!(upstream.forms().len(), 1);
     h.stop().await;

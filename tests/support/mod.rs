@@ -371,6 +371,27 @@ impl Harness {
     }
 }
 
+/// `n` token requests of the PKI client at once, each on its own connection as test
+/// certificate `client`, the i-th to `urls[i % urls.len()]`; the answers in order.
+pub async fn tokens_at_once(urls: &[String], n: usize) -> Vec<Answer> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let url = urls[i % urls.len()].clone();
+            tokio::spawn(async move {
+                client_for(Some("client"), false)
+                    .post_form(&url, &form(PKI_CLIENT))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
 pub fn client_for(name: Option<&str>, http2: bool) -> MtlsClient {
     let pki = pki();
     let roots = vec![pki.cert_der("ca1")];
