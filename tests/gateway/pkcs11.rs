@@ -99,7 +99,7 @@ async fn rs256_and_ps256_assertions_signed_in_softhsm_get_tokens_under_concurren
     );
     let addr = served.addr("mTLS listener ready");
     let url = format!("https://localhost:{}/token", addr.port());
-    for answer in tokens_at_once(&[url.clone()], 20).await {
+    for answer in tokens_at_once(std::slice::from_ref(&url), 20).await {
         assert_eq!(
             answer.status,
             200,
