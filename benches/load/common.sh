@@ -20,3 +20,55 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# The reference of BENCH.md: nginx terminating mTLS and forwarding to the upstream on $UPORT,
+# one worker on core 0, listening on port $1; $2 "resume" turns its session cache and tickets
+# on (the resuming phase). Needs $P (the dev PKI). Sets nginx_pid and nginx_pids (master and
+# worker, for CPU accounting).
+start_nginx() {
+  local cache="ssl_session_cache off; ssl_session_tickets off;"
+  [ "${2:-}" = resume ] && cache="ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+worker_rlimit_nofile 19000;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log error;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  client_header_timeout 120s;
+  upstream idp { server 127.0.0.1:$UPORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$1 ssl;
+    ssl_certificate $P/server.pem;
+    ssl_certificate_key $P/server-key.pem;
+    ssl_client_certificate $P/ca.pem;
+    ssl_verify_client on;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    $cache
+    location / {
+      proxy_pass https://idp;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_trusted_certificate $P/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name localhost;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+NGINX
+  taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off; user root;' &
+  nginx_pid=$!
+  started+=($nginx_pid)
+  wait_port "$1"
+  nginx_pids="$nginx_pid,$(pgrep -P "$nginx_pid" | paste -sd, -)"
+}

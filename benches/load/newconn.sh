@@ -68,43 +68,8 @@ TOML
 }
 
 nginx_up() { # resume: session cache and tickets on
-  local cache="ssl_session_cache off; ssl_session_tickets off;"
-  [ "${1:-}" = resume ] && cache="ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
-  mkdir -p "$work/nginx"
-  cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log error;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  upstream idp { server 127.0.0.1:$UPORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$PORT ssl;
-    ssl_certificate $P/server.pem;
-    ssl_certificate_key $P/server-key.pem;
-    ssl_client_certificate $P/ca.pem;
-    ssl_verify_client on;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    $cache
-    location / {
-      proxy_pass https://idp;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_ssl_trusted_certificate $P/ca.pem;
-      proxy_ssl_verify on;
-      proxy_ssl_name localhost;
-      proxy_ssl_session_reuse on;
-    }
-  }
-}
-NGINX
-  taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off; user root;' &
-  server_pid=$!; started+=($server_pid)
-  wait_port "$PORT"
-  server_pids="$server_pid,$(pgrep -P "$server_pid" | paste -sd, -)"
+  start_nginx "$PORT" "${1:-}"
+  server_pid=$nginx_pid; server_pids=$nginx_pids
 }
 
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }

@@ -131,50 +131,8 @@ redis_url = \"redis://127.0.0.1:$RPORT/0\""
 fi
 
 echo "== nginx $(nginx -v 2>&1 | sed 's/.*\///') (terminates mTLS, forwards; signs nothing)"
-mkdir -p "$work/nginx"
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_rlimit_nofile 19000;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log error;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  keepalive_requests 10000000;
-  keepalive_timeout 120s;
-  client_header_timeout 120s;
-  upstream idp { server 127.0.0.1:$UPORT; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NPORT ssl;
-    ssl_certificate $P/server.pem;
-    ssl_certificate_key $P/server-key.pem;
-    ssl_client_certificate $P/ca.pem;
-    ssl_verify_client on;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_cache off;
-    ssl_session_tickets off;
-    location / {
-      proxy_pass https://idp;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_ssl_trusted_certificate $P/ca.pem;
-      proxy_ssl_verify on;
-      proxy_ssl_name localhost;
-      proxy_ssl_session_reuse on;
-    }
-  }
-}
-NGINX
-taskset -c 0 nginx -c "$work/nginx.conf" -g 'daemon off; user root;' &
-npid=$!
-started+=($npid)
-wait_port "$NPORT"
-pids="$npid,$(pgrep -P "$npid" | paste -sd, -)"
+start_nginx "$NPORT"
+pids=$nginx_pids
 for ph in ${ONLY:-nagle1 nagle2 newconn keepalive c1 idle}; do
   case $ph in
     newconn) phase nginx reference newconn "$C" "$PHASE" "https://127.0.0.1:$NPORT/token" "$pids" ;;
