@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use mtls_gateway::{commands, config, listener};
 
 #[derive(Parser)]
@@ -35,6 +35,19 @@ struct Cli {
     command: Command,
 }
 
+/// `-c FILE` of the commands that read a configuration.
+#[derive(Args)]
+struct ConfigFile {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        env = "MTLS_GATEWAY_CONFIG",
+        default_value = "gateway.toml"
+    )]
+    config: PathBuf,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -45,25 +58,13 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// Configuration file.
-        #[arg(
-            short,
-            long,
-            env = "MTLS_GATEWAY_CONFIG",
-            default_value = "gateway.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Validate the configuration and print a summary of clients.
     Check {
-        /// Configuration file.
-        #[arg(
-            short,
-            long,
-            env = "MTLS_GATEWAY_CONFIG",
-            default_value = "gateway.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also ask each client's upstream for a real token (client_credentials) and turn a
         /// refusal into the fix.
         #[arg(long)]
@@ -79,14 +80,8 @@ enum Command {
     },
     /// Print the public JWK Set of credentials (to register with Okta, Auth0, Keycloak, …).
     Jwks {
-        /// Configuration file.
-        #[arg(
-            short,
-            long,
-            env = "MTLS_GATEWAY_CONFIG",
-            default_value = "gateway.toml"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Credential names (`[credentials.NAME]`); all when none is given.
         credentials: Vec<String>,
     },
@@ -179,9 +174,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { config } => runtime.block_on(serve(config)),
+        Command::Serve { config } => runtime.block_on(serve(config.config)),
         Command::Check { config, online } => runtime
-            .block_on(commands::check(&config, online))
+            .block_on(commands::check(&config.config, online))
             .map(|s| print!("{s}")),
         Command::Thumbprint { file, password_env } => {
             commands::thumbprint(&file, password_env.as_deref()).map(|s| print!("{s}"))
@@ -189,7 +184,7 @@ fn main() -> ExitCode {
         Command::Jwks {
             config,
             credentials,
-        } => commands::jwks(&config, &credentials).map(|s| print!("{s}")),
+        } => commands::jwks(&config.config, &credentials).map(|s| print!("{s}")),
         Command::DevPki { out, force } => commands::dev_pki(&out, force).map(|s| print!("{s}")),
         Command::MockIdp {
             listen,

@@ -46,6 +46,17 @@ pub struct VaultState {
     pub tokens: std::sync::Mutex<Vec<String>>,
 }
 
+impl VaultState {
+    /// A fresh vault token, remembered as one the vault accepts.
+    fn mint(&self) -> String {
+        let mut raw = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut raw).unwrap();
+        let token = format!("vault-token-{}", URL_SAFE_NO_PAD.encode(raw));
+        self.tokens.lock().unwrap().push(token.clone());
+        token
+    }
+}
+
 pub struct VaultDouble {
     pub vault: SocketAddr,
     pub imds: SocketAddr,
@@ -154,10 +165,7 @@ async fn vault(
             );
         }
         state.workload_calls.fetch_add(1, Ordering::SeqCst);
-        let mut raw = [0u8; 24];
-        aws_lc_rs::rand::fill(&mut raw).unwrap();
-        let token = format!("vault-token-{}", URL_SAFE_NO_PAD.encode(raw));
-        state.tokens.lock().unwrap().push(token.clone());
+        let token = state.mint();
         return json(
             200,
             &[],
@@ -268,10 +276,7 @@ async fn imds(
         );
     }
     state.imds_calls.fetch_add(1, Ordering::SeqCst);
-    let mut raw = [0u8; 24];
-    aws_lc_rs::rand::fill(&mut raw).unwrap();
-    let token = format!("vault-token-{}", URL_SAFE_NO_PAD.encode(raw));
-    state.tokens.lock().unwrap().push(token.clone());
+    let token = state.mint();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
