@@ -191,6 +191,9 @@ fn credentials(config: &Config) -> Value {
                 "alg": c.alg().as_str(),
                 "cert": cert(c.cert.as_ref()),
                 "x5t": c.x5t,
+                "kid": c.kid,
+                "x5c": c.x5c,
+                "chain_length": c.chain.len(),
                 "key": "(not shown)",
             }),
         };

@@ -119,6 +119,9 @@ async fn config_shows_the_effective_configuration_with_every_secret_redacted() {
     assert_eq!(doc["limits"]["max_body_bytes"], 65536);
     assert_eq!(doc["upstreams"]["dev"]["type"], "embedded");
     assert_eq!(doc["credentials"]["dev"]["backend"], "local");
+    assert_eq!(doc["credentials"]["dev"]["alg"], "RS256");
+    assert_eq!(doc["credentials"]["dev"]["x5c"], false);
+    assert!(doc["credentials"]["dev"]["kid"].is_null());
     assert_eq!(
         doc["credentials"]["dev"]["cert"]["x5t#S256"],
         mtls_gateway::identity::x5t_s256(pki().cert_der("signing").as_ref())
