@@ -353,3 +353,21 @@ fn log_audit(
         audit_event!(info);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_forwarded_addr;
+
+    #[test]
+    fn forwarded_addresses_parse_with_or_without_ports() {
+        let ip = |s: &str| parse_forwarded_addr(s).map(|a| a.to_string());
+        assert_eq!(ip("192.0.2.1").as_deref(), Some("192.0.2.1"));
+        assert_eq!(ip("192.0.2.1:4711").as_deref(), Some("192.0.2.1"));
+        assert_eq!(ip("2001:db8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip("[2001:db8::1]:4711").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip("[2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        for bad in ["", "unknown", "_hidden", "192.0.2", "[::1"] {
+            assert_eq!(ip(bad), None, "{bad}");
+        }
+    }
+}
