@@ -245,13 +245,20 @@ pub(crate) fn build(
             }
         }
         let embedded = match &spec.kind {
-            UpstreamKind::Embedded { tenant, .. } => {
+            UpstreamKind::Embedded {
+                tenant, profile, ..
+            } => {
                 let running = idps.get(name).ok_or_else(|| {
                     format!("upstreams.{name}: a new embedded identity provider needs a restart")
                 })?;
                 if !running.tenant.eq_ignore_ascii_case(tenant) {
                     return Err(format!(
                         "upstreams.{name}.tenant: the embedded identity provider's tenant changes only on restart"
+                    ));
+                }
+                if running.idp.profile() != *profile {
+                    return Err(format!(
+                        "upstreams.{name}.profile: the embedded identity provider's profile changes only on restart"
                     ));
                 }
                 Some((running.addr, running.ca.clone()))

@@ -175,6 +175,11 @@ impl Idp {
         Ok(clients)
     }
 
+    /// What it imitates.
+    pub fn profile(&self) -> crate::config::IdpProfile {
+        self.profile
+    }
+
     /// `{authority}/{tenant}/oauth2/v2.0/token`.
     pub fn token_endpoint(&self) -> String {
         format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant)

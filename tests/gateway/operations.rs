@@ -554,3 +554,23 @@ async fn a_reload_that_moves_the_embedded_provider_warns_that_it_needs_a_restart
         "no restart-only warning for upstreams.dev.listen"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_embedded_providers_profile_is_refused() {
+    let h = Setup::new().start().await;
+    let running = h.running.as_ref().unwrap();
+    let changed = h.setup.toml().replace(
+        "type = \"embedded\"\nlisten = \"127.0.0.1:0\"",
+        "type = \"embedded\"\nlisten = \"127.0.0.1:0\"\nprofile = \"okta\"",
+    );
+    assert_ne!(changed, h.setup.toml());
+    h.setup.dir.write("gateway.toml", &changed);
+    let err = running.reload().unwrap_err().to_string();
+    assert!(
+        err.contains("upstreams.dev.profile: the embedded identity provider's profile changes only on restart"),
+        "{err}"
+    );
+    // The running configuration serves on.
+    assert_eq!(h.token(Some("client"), &form(PKI_CLIENT)).await.status, 200);
+    h.stop().await;
+}
