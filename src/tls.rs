@@ -85,7 +85,7 @@ impl std::fmt::Debug for Resumption {
 /// ECDHE ones of TLS 1.2): a handshake's key schedule and transcript then hash with SHA-256,
 /// which runs on the CPU's SHA extensions where SHA-384 runs in software. Every suite stays
 /// accepted; a client that offers only AES-256 or ChaCha20 gets it.
-pub fn preferring_sha256(
+fn preferring_sha256(
     mut provider: rustls::crypto::CryptoProvider,
 ) -> rustls::crypto::CryptoProvider {
     provider.cipher_suites.sort_by_key(|suite| {

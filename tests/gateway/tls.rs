@@ -119,6 +119,34 @@ async fn without_server_resumption_sessions_are_never_resumed() {
     h.stop().await;
 }
 
+#[tokio::test]
+async fn the_server_prefers_aes_128_gcm_sha256_and_still_accepts_the_others() {
+    use rustls::CipherSuite::*;
+    let h = Setup::new().start().await;
+    // rustls clients list AES-256 first; the server's order decides.
+    let tls = connect(
+        &h,
+        Arc::new(config(&[&rustls::version::TLS13], &[b"http/1.1"])),
+    )
+    .await
+    .unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, TLS13_AES_128_GCM_SHA256);
+    assert!(token_over(tls).await.starts_with("HTTP/1.1 200"));
+    // A client that offers only AES-256 gets it.
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| s.suite() == TLS13_AES_256_GCM_SHA384);
+    let mut only_256 = client_tls_with(provider, Some("client"), &[&rustls::version::TLS13]);
+    only_256.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = connect(&h, Arc::new(only_256)).await.unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, TLS13_AES_256_GCM_SHA384);
+    assert!(token_over(tls).await.starts_with("HTTP/1.1 200"));
+    h.stop().await;
+}
+
 /// A new connection with `config` (whose session cache offers what it holds): how the
 /// handshake went, and the status of a token request for `client_id` over it.
 async fn resumed_token(

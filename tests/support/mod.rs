@@ -539,15 +539,26 @@ pub fn client_tls(
     cert: Option<&str>,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> rustls::ClientConfig {
+    client_tls_with(
+        rustls::crypto::aws_lc_rs::default_provider(),
+        cert,
+        versions,
+    )
+}
+
+/// As [`client_tls`], with the crypto provider's suites and groups as given.
+pub fn client_tls_with(
+    provider: rustls::crypto::CryptoProvider,
+    cert: Option<&str>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     let pki = pki();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.cert_der("ca1")).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
     match cert {
         Some(name) => {
             let pem = pki.get(name);
