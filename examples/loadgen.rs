@@ -3,6 +3,14 @@
 //!   loadgen upstream ADDR CERT KEY
 //!       an HTTPS responder (HTTP/1.1 + HTTP/2) answering every request with a ~1.3 KB
 //!       Entra-shaped token JSON; it performs no checks.
+//!   loadgen floor ADDR CERT KEY SIGNING_KEY|-
+//!       the floor of a token request on a new connection, for comparison: a TLS server that
+//!       requires a client certificate and checks its possession proof (CertificateVerify)
+//!       but not its chain (the gateway verifies a chain once per configuration generation),
+//!       reads one HTTP/1.1 request, signs one RS256-sized input with SIGNING_KEY (an RSA
+//!       PKCS#8 PEM; `-`: no signature, the floor with a reused assertion), answers the static
+//!       token JSON and closes. No routing, no form, no registry, no upstream exchange: less
+//!       work than any gateway does, on a current-thread runtime like the gateway's benches.
 //!   loadgen run MODE URL CA CERT KEY SECONDS CONCURRENCY PIDS
 //!       MODE: newconn (a new TLS connection, full handshake, per request), keepalive (one
 //!       connection per worker), idle (open CONCURRENCY connections, hold them SECONDS),
@@ -45,6 +53,11 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("upstream") => runtime.block_on(upstream(&args[2], &args[3], &args[4])),
         Some("run") => runtime.block_on(run(&args[2..])),
+        Some("floor") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(floor(&args[2], &args[3], &args[4], &args[5])),
         _ => {
             eprintln!("usage: loadgen upstream ADDR CERT KEY | loadgen run MODE URL CA CERT KEY SECONDS CONCURRENCY PIDS");
             std::process::exit(2);
@@ -58,7 +71,13 @@ async fn upstream(addr: &str, cert: &str, key: &str) {
         .map(|c| c.expect("cert"))
         .collect();
     let key = PrivateKeyDer::from_pem_file(key).expect("key");
-    let tls = mtls_gateway::idp::server_config(chain, key).expect("tls");
+    let mut tls = mtls_gateway::idp::server_config(chain, key).expect("tls");
+    // LOADGEN_UPSTREAM_H1=1: offer HTTP/1.1 only, so that clients use a pool of connections.
+    if std::env::var_os("LOADGEN_UPSTREAM_H1").is_some() {
+        if let Some(config) = std::sync::Arc::get_mut(&mut tls) {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let body = Bytes::from(token_json());
@@ -89,6 +108,134 @@ async fn upstream(addr: &str, cert: &str, key: &str) {
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
+        });
+    }
+}
+
+/// Accepts any client certificate, verifies the handshake signature made with its key.
+#[derive(Debug)]
+struct PossessionOnly(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl rustls::server::danger::ClientCertVerifier for PossessionOnly {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+async fn floor(addr: &str, cert: &str, key: &str, signing_key: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    // The gateway's preference: AES-128-GCM-SHA256 first.
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    let verifier = Arc::new(PossessionOnly(provider.signature_verification_algorithms));
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).expect("key"))
+        .expect("server config");
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let signer = (signing_key != "-").then(|| {
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(signing_key)
+            .expect("signing key (PKCS#8 PEM)");
+        Arc::new(
+            aws_lc_rs::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+                .expect("RSA signing key"),
+        )
+    });
+    let body = token_json();
+    let answer = Bytes::from(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, signer, answer) = (acceptor.clone(), signer.clone(), answer.clone());
+        tokio::spawn(async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut request = Vec::with_capacity(1024);
+            let mut buf = [0u8; 4096];
+            // The head, then as many body bytes as content-length says.
+            loop {
+                let Ok(n) = tls.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            if let Some(key) = signer {
+                // An assertion's signing input is ≈ 700 bytes.
+                let input = [b'a'; 700];
+                let mut signature = vec![0u8; key.public_modulus_len()];
+                key.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::rand::SystemRandom::new(),
+                    &input,
+                    &mut signature,
+                )
+                .expect("signature");
+                std::hint::black_box(&signature);
+            }
+            let _ = tls.write_all(&answer).await;
+            let _ = tls.shutdown().await;
         });
     }
 }

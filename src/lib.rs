@@ -51,6 +51,7 @@ pub mod jwt;
 pub mod keys;
 pub mod keyvault;
 pub mod listener;
+pub mod log_writer;
 pub mod metadata;
 pub mod metrics;
 pub mod net;

@@ -24,7 +24,6 @@ use crate::metrics::{ConnectionGuard, Metrics, ResultLabels};
 use crate::net::{Activity, FirstByteDeadline, QuickAck, TrackedBody, Verdict};
 use crate::reload::{build, fingerprint, registrations, watch_files, EmbeddedIdp, Reloader};
 use crate::service;
-use crate::trust::PeerCertificate;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -466,9 +465,11 @@ async fn serve_connection(
     };
     handshake("success");
     let peer_cert = stream.get_ref().1.peer_certificates().map(|chain| {
-        let chain: Vec<CertificateDer<'static>> =
-            chain.iter().map(|c| c.clone().into_owned()).collect();
-        PeerCertificate::new(&chain).map(Arc::new)
+        gw.config
+            .server
+            .client_trust
+            .peer_certificate(chain)
+            .map(Arc::new)
     });
     drop(gw);
     let conn = ConnInfo {

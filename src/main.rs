@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mtls_gateway::log_writer::{Flush, LogWriter};
 use mtls_gateway::{commands, config, listener};
 
 #[derive(Parser)]
@@ -129,14 +130,17 @@ fn parse_client(s: &str) -> Result<(String, PathBuf), String> {
     Ok((id.to_string(), PathBuf::from(path)))
 }
 
-fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
+fn init_logging(format: LogFormat, level: &str) -> Result<Flush, String> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .map_err(|e| format!("--log-level {level}: {e}"))?;
+    // Lines leave from a thread of their own: a request never waits on standard error.
+    let (writer, flush) = LogWriter::start(std::io::stderr())
+        .map_err(|e| format!("cannot start the log writer: {e}"))?;
     // Colour only on a terminal: journald, files and log shippers get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -145,16 +149,20 @@ fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
             .with_current_span(false)
             .init(),
     }
-    Ok(())
+    Ok(flush)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = matches!(cli.log_format, LogFormat::Json);
-    if let Err(e) = init_logging(cli.log_format, &cli.log_level) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
+    // Dropped last: what was logged is written before the process exits.
+    let logs = match init_logging(cli.log_format, &cli.log_level) {
+        Ok(flush) => flush,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // One CPU (a container limit, or taskset): a current-thread runtime schedules FIFO, which
     // keeps the latency tail short under saturation, and skips cross-thread work stealing.
     let workers = std::env::var("TOKIO_WORKER_THREADS")
@@ -213,6 +221,8 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
+            // After the lines logged before it, in order.
+            logs.flush();
             eprintln!("error: {}", e.trim_end());
             ExitCode::from(1)
         }

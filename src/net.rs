@@ -110,15 +110,25 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadli
 /// pending ACK now (the kernel flushes a scheduled ACK when the option is set) instead of when
 /// the delayed-ACK timer fires. It costs one `setsockopt` per read; answers still carry their
 /// ACKs as before.
+///
+/// Until the gateway first writes on the connection, the option is not set: Linux acknowledges
+/// a connection's first data segments at once by itself (quick-ACK mode at the first data) and
+/// delays ACKs only once it has seen the server answer (interactive mode, entered when data is
+/// sent). So the ClientHello's read costs no `setsockopt` and sends no ACK of its own; the
+/// ServerHello flight carries it.
 pub(crate) struct QuickAck {
     inner: TcpStream,
+    wrote: bool,
 }
 
 impl QuickAck {
     pub(crate) fn new(inner: TcpStream) -> Self {
         // Small answers go out at once too (the gateway writes whole responses).
         let _ = inner.set_nodelay(true);
-        Self { inner }
+        Self {
+            inner,
+            wrote: false,
+        }
     }
 
     fn ack_now(&self) {
@@ -138,7 +148,7 @@ impl AsyncRead for QuickAck {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        if self.wrote && matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.ack_now();
         }
         result
@@ -151,7 +161,9 @@ impl AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote |= matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -167,7 +179,9 @@ impl AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote |= matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        result
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -2,7 +2,7 @@
 //! configuration that serves the request, with its CRLs and intermediates, and the per-connection
 //! cache of that verdict. Pure PKI: no sockets, no TLS.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::DistinguishedName;
 use rustls_pki_types::{
@@ -150,31 +150,44 @@ pub struct ClientTrust {
     earliest_change: i64,
     /// Chains of this generation that verified, shared by every connection: a client that
     /// opens many connections with one chain pays the verification once per generation.
-    verified: Mutex<VerifiedChains>,
+    verified: Mutex<ByHash<i64>>,
+    /// Leaf certificates read this generation, by the SHA-256 of their DER: a client that
+    /// opens many connections with one certificate has it parsed once.
+    identities: Mutex<ByHash<Arc<ClientIdentity>>>,
 }
 
-/// Chains held in [`ClientTrust`]'s cache at most; the oldest entry leaves first.
+/// Entries held in each of [`ClientTrust`]'s caches at most; the oldest leaves first.
 pub const MAX_VERIFIED_CHAINS: usize = 4096;
 
-/// Successful verifications by chain hash, each valid until its `until`. Failures are not
-/// kept: a chain refused for being not yet valid must be accepted once it is.
-#[derive(Debug, Default)]
-struct VerifiedChains {
-    until: std::collections::HashMap<[u8; 32], i64>,
+/// A bounded map by SHA-256, first in first out. Holds successful chain verifications (each
+/// valid until its notAfter/nextUpdate bound) and parsed leaves; failures are never kept: a
+/// chain refused for being not yet valid must be accepted once it is.
+#[derive(Debug)]
+struct ByHash<V> {
+    map: std::collections::HashMap<[u8; 32], V>,
     order: std::collections::VecDeque<[u8; 32]>,
 }
 
-impl VerifiedChains {
-    fn get(&self, key: &[u8; 32], now: i64) -> bool {
-        self.until.get(key).is_some_and(|until| now < *until)
+impl<V> Default for ByHash<V> {
+    fn default() -> Self {
+        Self {
+            map: std::collections::HashMap::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<V> ByHash<V> {
+    fn get(&self, key: &[u8; 32]) -> Option<&V> {
+        self.map.get(key)
     }
 
-    fn put(&mut self, key: [u8; 32], until: i64) {
-        if self.until.insert(key, until).is_none() {
+    fn put(&mut self, key: [u8; 32], value: V) {
+        if self.map.insert(key, value).is_none() {
             self.order.push_back(key);
             while self.order.len() > MAX_VERIFIED_CHAINS {
                 if let Some(old) = self.order.pop_front() {
-                    self.until.remove(&old);
+                    self.map.remove(&old);
                 }
             }
         }
@@ -208,13 +221,43 @@ impl ClientTrust {
             intermediates,
             crls: parsed,
             earliest_change,
-            verified: Mutex::new(VerifiedChains::default()),
+            verified: Mutex::new(ByHash::default()),
+            identities: Mutex::new(ByHash::default()),
         })
     }
 
     /// How many verified chains this generation remembers.
     pub fn verified_chains(&self) -> usize {
-        self.verified.lock().map(|v| v.until.len()).unwrap_or(0)
+        self.verified.lock().map(|v| v.map.len()).unwrap_or(0)
+    }
+
+    /// Reads a presented chain (leaf first), the leaf's identity parsed once per generation
+    /// for the same DER.
+    pub fn peer_certificate(
+        &self,
+        chain: &[CertificateDer<'_>],
+    ) -> Result<PeerCertificate, IdentityError> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or_else(|| IdentityError::Malformed("empty chain".into()))?;
+        let sha256 = crate::identity::sha256(leaf.as_ref());
+        let known = self
+            .identities
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(&sha256).cloned())
+            .filter(|id| id.der.as_ref() == leaf.as_ref());
+        let identity = match known {
+            Some(id) => id,
+            None => {
+                let id = Arc::new(ClientIdentity::from_der(leaf.clone().into_owned())?);
+                if let Ok(mut ids) = self.identities.lock() {
+                    ids.put(sha256, id.clone());
+                }
+                id
+            }
+        };
+        Ok(PeerCertificate::with_identity(identity, rest))
     }
 
     /// Verifies `leaf` (with the intermediates it presented) against the configured anchors.
@@ -354,7 +397,7 @@ struct Verdict {
 #[derive(Debug)]
 pub struct PeerCertificate {
     /// The leaf's identity.
-    pub identity: ClientIdentity,
+    pub identity: Arc<ClientIdentity>,
     /// Intermediates the client sent after its leaf.
     pub intermediates: Vec<CertificateDer<'static>>,
     /// The earliest notAfter of the leaf and the presented intermediates.
@@ -367,11 +410,15 @@ pub struct PeerCertificate {
 
 impl PeerCertificate {
     /// Reads a presented chain (leaf first).
-    pub fn new(chain: &[CertificateDer<'static>]) -> Result<Self, IdentityError> {
+    pub fn new(chain: &[CertificateDer<'_>]) -> Result<Self, IdentityError> {
         let (leaf, rest) = chain
             .split_first()
             .ok_or_else(|| IdentityError::Malformed("empty chain".into()))?;
-        let identity = ClientIdentity::from_der(leaf.clone())?;
+        let identity = ClientIdentity::from_der(leaf.clone().into_owned())?;
+        Ok(Self::with_identity(Arc::new(identity), rest))
+    }
+
+    fn with_identity(identity: Arc<ClientIdentity>, rest: &[CertificateDer<'_>]) -> Self {
         let chain_expiry = rest
             .iter()
             .map(|c| not_after(c))
@@ -385,13 +432,13 @@ impl PeerCertificate {
             }
             crate::identity::sha256(&all)
         };
-        Ok(Self {
+        Self {
             identity,
-            intermediates: rest.to_vec(),
+            intermediates: rest.iter().map(|c| c.clone().into_owned()).collect(),
             chain_expiry,
             chain_key,
             verdict: Mutex::new(None),
-        })
+        }
     }
 
     /// Whether the chain verifies to `server.client_ca` of generation `generation` at `now`,
@@ -416,7 +463,7 @@ impl PeerCertificate {
         let known = trust
             .verified
             .lock()
-            .map(|v| v.get(&self.chain_key, now))
+            .map(|v| v.get(&self.chain_key).is_some_and(|until| now < *until))
             .unwrap_or(false);
         let result = if known {
             Ok(())
@@ -497,14 +544,14 @@ mod tests {
 
     #[test]
     fn the_cache_of_verified_chains_is_bounded() {
-        let mut v = VerifiedChains::default();
+        let mut v = ByHash::default();
         for i in 0..(MAX_VERIFIED_CHAINS + 10) {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&(i as u64).to_be_bytes());
             v.put(key, i64::MAX);
         }
-        assert_eq!(v.until.len(), MAX_VERIFIED_CHAINS);
-        assert!(!v.get(&[0u8; 32], 0), "the oldest left first");
+        assert_eq!(v.map.len(), MAX_VERIFIED_CHAINS);
+        assert!(v.get(&[0u8; 32]).is_none(), "the oldest left first");
     }
 
     #[test]

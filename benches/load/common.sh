@@ -6,7 +6,7 @@ need() { # command, then the Debian package that has it
 need nginx nginx-light
 need taskset util-linux
 cargo build --release --locked --bin mtls-gateway --example loadgen
-GW=target/release/mtls-gateway
+GW=${GW:-target/release/mtls-gateway}
 LG=target/release/examples/loadgen
 
 work=$(mktemp -d "/tmp/mtls-gateway-${BENCH_NAME:-bench}.XXXXXX")

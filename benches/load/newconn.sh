@@ -5,6 +5,8 @@
 # ratios of server CPU per request reported. Then the resuming phase: the project's load
 # generator with its session cache on (`loadgen run resume`) against the gateway with
 # `server.resumption = true` + reuse_assertion, and nginx with its session cache and tickets on.
+# Each round also runs `loadgen floor` (the least work a token request on a new connection
+# needs: handshake, possession proof, one signature or none, a static answer) for the floor ratio.
 #
 #   benches/load/newconn.sh        (ROUNDS=3 PHASE_SECONDS=10 CONCURRENCY=32)
 #
@@ -72,6 +74,14 @@ nginx_up() { # resume: session cache and tickets on
   server_pid=$nginx_pid; server_pids=$nginx_pids
 }
 
+floor_up() { # fresh | reuse: the floor server of `loadgen floor` (one signature per request, or none)
+  local signing=-
+  [ "$1" = fresh ] && signing=$P/signing-key.pem
+  taskset -c 0 "$LG" floor "127.0.0.1:$PORT" "$P/server.pem" "$P/server-key.pem" "$signing" &
+  server_pid=$!; started+=($server_pid); server_pids=$server_pid
+  wait_port "$PORT"
+}
+
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
 
 ab_phase() { # system label round
@@ -102,10 +112,11 @@ lg_phase() { # system label round
 
 for r in $(seq "$ROUNDS"); do
   echo "== round $r"
-  if (( r % 2 )); then order="nginx fresh reuse"; else order="reuse fresh nginx"; fi
+  if (( r % 2 )); then order="nginx fresh reuse floor-fresh floor-reuse"; else order="floor-reuse floor-fresh reuse fresh nginx"; fi
   for s in $order; do
     case $s in
       nginx) nginx_up; ab_phase nginx newconn "$r"; stop_server ;;
+      floor-*) floor_up "${s#floor-}"; ab_phase floor "${s#floor-}" "$r"; stop_server ;;
       *) gateway "$s"; ab_phase gateway "$s" "$r"; stop_server ;;
     esac
   done
@@ -131,5 +142,17 @@ for label, ref, target in (("fresh", "newconn", "≤ 0.75 ×"), ("reuse", "newco
     g = statistics.median(cpu[("gateway", label, r)] for r in rounds)
     n = statistics.median(cpu[("nginx", ref, r)] for r in rounds)
     print(f"| newconn {label} | {g:.0f} | {n:.0f} | {statistics.median(ratios):.2f} × ({', '.join(f'{x:.2f}' for x in ratios)}) | {target} |")
+print("\nThe floor (`loadgen floor`: handshake with the client's possession proof, one request read,")
+print("one RS256 signature or none, a static answer; no chain check, routing or upstream):\n")
+print("| phase | floor µs/req (median) | floor / nginx (rounds) | gateway above the floor, µs (rounds) |")
+print("| --- | --- | --- | --- |")
+for label in ("fresh", "reuse"):
+    rs = [r for r in rounds if ("floor", label, r) in cpu and ("nginx", "newconn", r) in cpu]
+    if not rs:
+        continue
+    f = statistics.median(cpu[("floor", label, r)] for r in rs)
+    ratios = [cpu[("floor", label, r)] / cpu[("nginx", "newconn", r)] for r in rs]
+    above = [cpu[("gateway", label, r)] - cpu[("floor", label, r)] for r in rs if ("gateway", label, r) in cpu]
+    print(f"| newconn {label} | {f:.0f} | {statistics.median(ratios):.2f} × ({', '.join(f'{x:.2f}' for x in ratios)}) | {statistics.median(above):.0f} ({', '.join(str(a) for a in above)}) |")
 print(f"\nfailed or non-2xx requests: {bad}")
 PY

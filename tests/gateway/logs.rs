@@ -1,5 +1,8 @@
 //! Logs: one audit event per token request; never a token, assertion, key or secret.
 
+use std::time::Duration;
+
+use crate::support::process::Served;
 use crate::support::upstream::{ok_answer, FakeUpstream};
 use crate::support::*;
 
@@ -222,4 +225,45 @@ async fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() 
     assert!(audit_event("xff-untrusted-1")["fields"]
         .get("client_addr")
         .is_none());
+}
+
+/// A log shipper that stops reading the gateway's standard error (the pipe holds 64 KiB) must
+/// not stop token requests: lines wait in the gateway's own buffer, and every audit event is
+/// written once the reader is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_does_not_hold_token_requests_and_no_audit_event_is_lost() {
+    let setup = Setup::new();
+    let path = setup.write();
+    let mut served = Served::start(&path);
+    let addr = served.addr("mTLS listener ready");
+    served.pause_reading(true);
+    let url = format!("https://localhost:{}/token", addr.port());
+    let client = client_for(Some("client"), false);
+    // An unknown client_id: one audit event of ≈ 700 bytes each, no upstream involved; 600 of
+    // them are several times what the pipe holds.
+    let unknown = form("99999999-0000-0000-0000-000000000000");
+    let ids = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut ids = Vec::new();
+        for _ in 0..600 {
+            let answer = client.post_form(&url, &unknown).await.unwrap();
+            assert_eq!(answer.status, 401);
+            ids.push(answer.header("x-request-id").unwrap().to_string());
+        }
+        ids
+    })
+    .await
+    .expect("token requests waited for the stalled reader of standard error");
+    served.pause_reading(false);
+    served.signal("TERM");
+    assert!(served.wait_exit().success());
+    let logged: std::collections::HashSet<String> = served
+        .seen()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "token request")
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    for id in &ids {
+        assert!(logged.contains(id), "the audit event of {id} was lost");
+    }
 }

@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -112,6 +112,8 @@ pub struct Served {
     process: Supervised,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// While true, nothing more is read from the gateway's standard error (its pipe fills).
+    paused: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Served {
@@ -134,16 +136,43 @@ impl Served {
             .take()
             .expect("standard error is piped");
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+        let paused = Arc::new((Mutex::new(false), Condvar::new()));
+        std::thread::spawn({
+            let paused = paused.clone();
+            move || {
+                let mut stderr = BufReader::new(stderr);
+                loop {
+                    {
+                        let (lock, cv) = &*paused;
+                        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        while *p {
+                            p = cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    let mut line = String::new();
+                    match stderr.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            let _ = tx.send(line.trim_end_matches('\n').to_string());
+                        }
+                    }
+                }
             }
         });
         Self {
             process,
             lines,
             seen: Vec::new(),
+            paused,
         }
+    }
+
+    /// Stops reading the gateway's standard error (as a stalled log shipper would), or
+    /// starts again.
+    pub fn pause_reading(&self, paused: bool) {
+        let (lock, cv) = &*self.paused;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = paused;
+        cv.notify_all();
     }
 
     /// Waits for a log event with `message`; returns it.
