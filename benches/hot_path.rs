@@ -136,10 +136,20 @@ fn identity(c: &mut Criterion, f: &Fixture) {
     group.bench_function("chain_verification", |b| {
         b.iter(|| trust.verify_chain(black_box(&leaf), &[], now).unwrap())
     });
-    // A new connection with a chain the generation verified before (any earlier connection).
+    // A new connection with a chain the generation verified before (any earlier connection),
+    // its leaf parsed again.
     group.bench_function("new_connection_chain_known_to_generation", |b| {
         b.iter(|| {
             let peer = PeerCertificate::new(black_box(std::slice::from_ref(&leaf))).unwrap();
+            peer.trusted(&trust, 1, now).unwrap()
+        })
+    });
+    // The same as the listener does it: the leaf too is known to the generation.
+    group.bench_function("new_connection_leaf_and_chain_known_to_generation", |b| {
+        b.iter(|| {
+            let peer = trust
+                .peer_certificate(black_box(std::slice::from_ref(&leaf)))
+                .unwrap();
             peer.trusted(&trust, 1, now).unwrap()
         })
     });
