@@ -72,3 +72,36 @@ NGINX
   wait_port "$1"
   nginx_pids="$nginx_pid,$(pgrep -P "$nginx_pid" | paste -sd, -)"
 }
+
+# A gateway.toml for the new-connection benches, written to $1: listening on port $2, the
+# upstream block $3 (its `ca` is added), `server.resumption` $4 (true | false). Needs $P.
+newconn_config() {
+  cat > "$1" <<TOML
+[server]
+listen = "127.0.0.1:$2"
+cert = "pki/server.pem"
+key = "pki/server-key.pem"
+client_ca = ["pki/ca.pem"]
+resumption = $4
+[limits]
+header_read_timeout = "120s"
+max_connections = 20000
+max_connections_per_peer = 20000
+$3
+ca = ["pki/ca.pem"]
+[credentials.bench]
+cert = "pki/signing.pem"
+key = "pki/signing-key.pem"
+[[clients]]
+client_id = "11111111-2222-3333-4444-555555555555"
+upstream = "bench"
+credential = "bench"
+token_endpoint_auth_method = "tls_client_auth"
+tls_client_auth_subject_dn = "CN=legacy-client,O=mtls-gateway dev"
+TOML
+}
+
+# The Entra upstream block of the reuse phases, on the upstream at port $1.
+entra_reuse_upstream() {
+  printf '[upstreams.bench]\ntype = "entra"\nauthority = "https://127.0.0.1:%s"\ntenant = "bench"\nreuse_assertion = %s' "$1" "${2:-true}"
+}

@@ -33,37 +33,12 @@ wait_port "$UPORT"
 results=$work/results
 
 gateway() { # label: fresh | reuse | resume
-  local upstream="[upstreams.bench]
+  local upstream
+  upstream=$(entra_reuse_upstream "$UPORT")
+  [ "$1" = fresh ] && upstream="[upstreams.bench]
 type = \"generic\"
 token_endpoint = \"https://127.0.0.1:$UPORT/token\""
-  [ "$1" = fresh ] || upstream="[upstreams.bench]
-type = \"entra\"
-authority = \"https://127.0.0.1:$UPORT\"
-tenant = \"bench\"
-reuse_assertion = true"
-  cat > "$work/gateway.toml" <<TOML
-[server]
-listen = "127.0.0.1:$PORT"
-cert = "pki/server.pem"
-key = "pki/server-key.pem"
-client_ca = ["pki/ca.pem"]
-resumption = $([ "$1" = resume ] && echo true || echo false)
-[limits]
-header_read_timeout = "120s"
-max_connections = 20000
-max_connections_per_peer = 20000
-$upstream
-ca = ["pki/ca.pem"]
-[credentials.bench]
-cert = "pki/signing.pem"
-key = "pki/signing-key.pem"
-[[clients]]
-client_id = "11111111-2222-3333-4444-555555555555"
-upstream = "bench"
-credential = "bench"
-token_endpoint_auth_method = "tls_client_auth"
-tls_client_auth_subject_dn = "CN=legacy-client,O=mtls-gateway dev"
-TOML
+  newconn_config "$work/gateway.toml" "$PORT" "$upstream" "$([ "$1" = resume ] && echo true || echo false)"
   TOKIO_WORKER_THREADS=1 taskset -c 0 "$GW" --log-level error serve -c "$work/gateway.toml" &
   server_pid=$!; started+=($server_pid); server_pids=$server_pid
   wait_port "$PORT"
