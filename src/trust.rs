@@ -543,6 +543,45 @@ mod tests {
     }
 
     #[test]
+    fn a_leaf_is_parsed_once_per_generation_and_only_for_its_exact_der() {
+        let (ca, other, leaf) = pki();
+        let generation = ClientTrust::new(vec![ca.clone()], vec![], vec![]).unwrap();
+        let a = generation
+            .peer_certificate(std::slice::from_ref(&leaf))
+            .unwrap();
+        let b = generation
+            .peer_certificate(std::slice::from_ref(&leaf))
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&a.identity, &b.identity),
+            "the second read reuses the first"
+        );
+        assert_eq!(a.identity.der.as_ref(), leaf.as_ref());
+        let c = generation
+            .peer_certificate(std::slice::from_ref(&other))
+            .unwrap();
+        assert_eq!(c.identity.der.as_ref(), other.as_ref());
+        assert!(!Arc::ptr_eq(&a.identity, &c.identity));
+        // A chain with intermediates keeps them, the leaf still shared.
+        let chained = generation
+            .peer_certificate(&[leaf.clone(), ca.clone()])
+            .unwrap();
+        assert!(Arc::ptr_eq(&a.identity, &chained.identity));
+        assert_eq!(chained.intermediates, vec![ca.clone()]);
+        // Bytes that are no certificate are refused each time, never remembered.
+        let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+        assert!(generation
+            .peer_certificate(std::slice::from_ref(&junk))
+            .is_err());
+        assert!(generation.peer_certificate(&[]).is_err());
+        assert_eq!(generation.identities.lock().unwrap().map.len(), 2);
+        // Another generation starts empty.
+        let next = ClientTrust::new(vec![ca], vec![], vec![]).unwrap();
+        let d = next.peer_certificate(std::slice::from_ref(&leaf)).unwrap();
+        assert!(!Arc::ptr_eq(&a.identity, &d.identity));
+    }
+
+    #[test]
     fn the_cache_of_verified_chains_is_bounded() {
         let mut v = ByHash::default();
         for i in 0..(MAX_VERIFIED_CHAINS + 10) {
