@@ -294,13 +294,7 @@ fn mock_idp_runs_alone_and_issues_tokens_for_registered_credentials() {
             .unwrap()
     });
     drop(child);
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    assert_eq!(answer.json()["token_type"], "Bearer");
+    assert_token(&answer);
 }
 
 #[test]

@@ -70,13 +70,7 @@ fn federated_setup() -> Setup {
 async fn a_federated_token_file_is_the_assertion_and_rotations_are_picked_up() {
     let h = federated_setup().start().await;
     let answer = h.token(Some("client"), &form(PKI_CLIENT)).await;
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    assert_eq!(answer.json()["token_type"], "Bearer");
+    assert_token(&answer);
     // Rotated to a token for the wrong audience: the next request sends it, and the IdP's
     // AADSTS answer comes back unchanged.
     rotate(&h.setup.dir.0, &sa_token("api://SomethingElse", SUBJECT));

@@ -95,16 +95,6 @@ async fn through(
     (answer, idp.authority.clone())
 }
 
-fn assert_ok(answer: &mtls_gateway::client::Answer) {
-    assert_eq!(
-        answer.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&answer.body)
-    );
-    assert_eq!(answer.json()["token_type"], "Bearer");
-}
-
 #[tokio::test]
 async fn okta_takes_a_token_request_whose_assertion_names_the_key_by_kid() {
     let keys = [(PKI_CLIENT, "signing", Some("key-A"))];
@@ -115,7 +105,7 @@ async fn okta_takes_a_token_request_whose_assertion_names_the_key_by_kid() {
         credential("signing", "kid = \"key-A\""),
     )
     .await;
-    assert_ok(&answer);
+    assert_token(&answer);
 }
 
 #[tokio::test]
@@ -151,7 +141,7 @@ async fn auth0_wants_aud_to_be_its_issuer_with_the_trailing_slash() {
         cred(),
     )
     .await;
-    assert_ok(&answer);
+    assert_token(&answer);
     // The token endpoint as aud (the default) is refused by this provider, passed through.
     let (answer, authority) = through(IdpProfile::Auth0, &keys, "", cred()).await;
     assert_eq!(answer.status, 401);
@@ -169,10 +159,10 @@ async fn es256_credentials_get_tokens_from_a_generic_provider() {
     // The test client certificate holds a P-256 key: here it is a signing credential.
     let keys = [(PKI_CLIENT, "via-intermediate-leaf", None)];
     let cred = credential("via-intermediate-leaf", "alg = \"ES256\"");
-    assert_ok(&through(IdpProfile::Keycloak, &keys, "", cred).await.0);
+    assert_token(&through(IdpProfile::Keycloak, &keys, "", cred).await.0);
     // Without alg the key decides: P-256 signs ES256.
     let cred = credential("via-intermediate-leaf", "");
-    assert_ok(&through(IdpProfile::Generic, &keys, "", cred).await.0);
+    assert_token(&through(IdpProfile::Generic, &keys, "", cred).await.0);
 }
 
 #[tokio::test]
@@ -181,7 +171,7 @@ async fn ping_and_forgerock_take_an_x5c_assertion_on_their_token_paths() {
     let keys = [(PKI_CLIENT, "via-intermediate-leaf", None)];
     for profile in [IdpProfile::Ping, IdpProfile::ForgeRock] {
         let cred = "[credentials.dev]\ncert = \"via-intermediate-chain.pem\"\nkey = \"via-intermediate-chain-key.pem\"\nx5c = true\n";
-        assert_ok(&through(profile, &keys, "", cred.into()).await.0);
+        assert_token(&through(profile, &keys, "", cred.into()).await.0);
     }
 }
 

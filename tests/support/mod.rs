@@ -392,6 +392,17 @@ pub async fn tokens_at_once(urls: &[String], n: usize) -> Vec<Answer> {
     answers
 }
 
+/// A 200 carrying a bearer token (the body is shown when it is not).
+pub fn assert_token(answer: &mtls_gateway::client::Answer) {
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["token_type"], "Bearer");
+}
+
 pub fn client_for(name: Option<&str>, http2: bool) -> MtlsClient {
     let pki = pki();
     let roots = vec![pki.cert_der("ca1")];
