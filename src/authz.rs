@@ -17,7 +17,6 @@ use crate::config::{BindingMode, UnknownToken, UpstreamKind};
 use crate::error::{error_response, ErrorKind, GatewayError};
 use crate::forwarded::{Chain, HeaderFormat};
 use crate::gateway::{ConnInfo, Gateway};
-use crate::trust::PeerCertificate;
 
 /// Header of an allow carrying the token's client.
 pub const CLIENT_ID_HEADER: &str = "x-mtls-client-id";
@@ -249,7 +248,12 @@ async fn by_registration(gw: &Gateway, inputs: &Inputs, now: u64) -> Decision {
     {
         return unknown;
     }
-    let peer = match PeerCertificate::new(&inputs.chain) {
+    let peer = match gw
+        .config
+        .server
+        .client_trust
+        .peer_certificate(&inputs.chain)
+    {
         Ok(p) => p,
         Err(_) => return deny("no_certificate", "the client certificate cannot be read"),
     };

@@ -14,7 +14,6 @@ use crate::error::error_response;
 use crate::error::{ErrorKind, GatewayError, Origin};
 use crate::gateway::{ConnInfo, Gateway, Presented};
 use crate::token::{self, Audit};
-use crate::trust::PeerCertificate;
 use crate::upstream::TokenRoute;
 
 /// Header carrying the request id.
@@ -74,7 +73,12 @@ fn forwarded<B>(
     }
     let read = crate::forwarded::read(fp.format, req.headers())
         .map_err(|e| GatewayError::invalid_request(e.to_string()))
-        .map(|chain| chain.map(|chain| PeerCertificate::new(&chain).map(Arc::new)));
+        .map(|chain| {
+            chain.map(|chain| {
+                let trust = &gw.config.server.client_trust;
+                trust.peer_certificate(&chain).map(Arc::new)
+            })
+        });
     count_forwarded(
         gw,
         match &read {
