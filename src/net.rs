@@ -108,10 +108,10 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByteDeadli
 /// back), after which the request waits; and a request head written apart from its body, after
 /// which the body waits. Setting `TCP_QUICKACK` after each read that returned data sends the
 /// pending ACK now (the kernel flushes a scheduled ACK when the option is set) instead of when
-/// the delayed-ACK timer fires. It costs one `setsockopt` per read; answers still carry their
-/// ACKs as before.
+/// the delayed-ACK timer fires. It costs one `setsockopt` per read once the gateway has
+/// written on the connection; answers still carry their ACKs as before.
 ///
-/// Until the gateway first writes on the connection, the option is not set: Linux acknowledges
+/// Before that first write the option is not set: Linux acknowledges
 /// a connection's first data segments at once by itself (quick-ACK mode at the first data) and
 /// delays ACKs only once it has seen the server answer (interactive mode, entered when data is
 /// sent). So the ClientHello's read costs no `setsockopt` and sends no ACK of its own; the
