@@ -206,9 +206,8 @@ async fn floor(addr: &str, cert: &str, key: &str, signing_key: &str) {
                     return;
                 }
                 request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
+                if let Some(end) = memchr::memmem::find(&request, b"\r\n\r\n") {
+                    let length = String::from_utf8_lossy(&request[..end])
                         .lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
